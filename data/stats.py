@@ -1,0 +1,136 @@
+"""Corpus statistics and the data card (data/README.md)."""
+import json
+import re
+import statistics
+from collections import Counter
+from itertools import combinations
+from pathlib import Path
+
+from .build import CORPUS_DIR, SPLITS
+from .markup import LABELS, STANCES
+from .schema import load_corpus
+from .sentences import sentence_bounds
+
+AGREEMENT_FILE = CORPUS_DIR / "agreement.json"
+
+# Hard negatives of the guidelines, found by keyword in sentences that hold no statement.
+HARD_NEGATIVES = {
+    "technical navigation": r"\b(GPS|satellite navigation|navigation (system|radar|error|equipment|aid|suite|light)s?|navigational (error|system|hazard|aid)s?|navigator|GNSS|BeiDou|GLONASS|Galileo|inertial navigation)\b",
+    "civilian technology transfer": r"\b(civilian|civil|commercial|dual[- ]use)\b.{0,60}\b(technology|technologies|satellite|reactor|airliner|rail|telecom|5G|ferry|ferries|license|licence)\b|\b(technology|technologies)\b.{0,40}\b(civilian|commercial)\b",
+    "own-industry purchase": r"\b(domestic(ally)?|home-grown|homegrown|indigenous(ly)?|local(ly)?[- ]built|own (industry|shipyard|shipyards)|national industry|Make in India|state-owned (shipyard|manufacturer))\b",
+    "criminal or workplace coercion": r"\b(extort\w*|blackmail\w*|harass\w* (at work|in the workplace)|workplace|bribe\w*|court|prosecutor\w*|convicted|fraud|smuggl\w*|kidnap\w*|ransom)\b",
+    "exercises": r"\b(exercise|exercises|drill|drills|wargame|war games?|manoeuvres|maneuvers)\b",
+    "port calls": r"\b(port call|port calls|port visit|goodwill visit|docked|berthed|called at)\b",
+    "training": r"\b(train|training|trained|instructors?|courses?|cadets?)\b",
+    "intelligence sharing": r"\b(intelligence|information[- ]sharing|GSOMIA)\b",
+    "dialogues": r"\b(dialogue|dialogues|2\+2|consultations|talks|summit|meeting)\b",
+}
+
+
+def jaccard_5grams(a: str, b: str) -> float:
+    ga, gb = ({s[i:i + 5] for i in range(len(s) - 4)} for s in (a, b))
+    return len(ga & gb) / max(1, len(ga | gb))
+
+
+def near_copies(records, threshold=0.5) -> list[tuple[str, str, float]]:
+    return [(a["id"], b["id"], round(j, 3)) for a, b in combinations(records, 2)
+            if (j := jaccard_5grams(a["text"], b["text"])) >= threshold]
+
+
+def corpus_stats(corpus_dir: Path = CORPUS_DIR) -> dict:
+    splits = {s: load_corpus(corpus_dir / f"{s}.jsonl") for s in SPLITS}
+    everything = [r for recs in splits.values() for r in recs]
+    spans = [s for r in everything for s in r["spans"]]
+    per_label = {lab: Counter(s["stance"] for s in spans if s["label"] == lab) for lab in LABELS}
+
+    sentence_words, negatives, hard = [], 0, Counter()
+    for r in everything:
+        for a, b in sentence_bounds(r["text"]):
+            sentence_words.append(len(r["text"][a:b].split()))
+            if not any(s["start"] < b and s["end"] > a for s in r["spans"]):
+                negatives += 1
+                for kind, pattern in HARD_NEGATIVES.items():
+                    hard[kind] += bool(re.search(pattern, r["text"][a:b], re.IGNORECASE))
+
+    def inventory(field):
+        return Counter(x for r in everything for x in r["meta"].get(field, []))
+
+    dates = sorted(r["meta"]["date"] for r in everything if r["meta"].get("date"))
+    doc_words = [len(r["text"].split()) for r in everything]
+    return {
+        "documents": {s: len(recs) for s, recs in splits.items()},
+        "spans": {s: sum(len(r["spans"]) for r in recs) for s, recs in splits.items()},
+        "spans_per_label": {lab: sum(c.values()) for lab, c in per_label.items()},
+        "stance_per_label": {lab: {st: c[st] for st in STANCES} for lab, c in per_label.items()},
+        "per_split_label": {s: dict(Counter(x["label"] for r in recs for x in r["spans"])) for s, recs in splits.items()},
+        "sentences": len(sentence_words),
+        "sentences_without_statement": negatives,
+        "hard_negative_sentences": dict(hard),
+        "sentence_words": {"min": min(sentence_words), "median": statistics.median(sentence_words),
+                           "max": max(sentence_words)},
+        "document_words": {"min": min(doc_words), "median": statistics.median(doc_words), "max": max(doc_words)},
+        "voices": dict(Counter(r["meta"].get("voice", "?") for r in everything)),
+        "dates": {"first": dates[0], "last": dates[-1]} if dates else {},
+        "years": dict(sorted(Counter(d[:4] for d in dates).items())),
+        "actors": dict(inventory("actors").most_common()),
+        "equipment": dict(inventory("equipment").most_common()),
+        "seas": dict(inventory("seas").most_common()),
+        "crlf_documents": sum("\r\n" in r["text"] for r in everything),
+        "max_5gram_jaccard": max((jaccard_5grams(a["text"], b["text"])
+                                  for a, b in combinations(everything, 2)), default=0.0),
+        "agreement": json.loads(AGREEMENT_FILE.read_text()) if AGREEMENT_FILE.exists() else None,
+    }
+
+
+def _pct(n, d):
+    return f"{100 * n / d:.1f}%" if d else "–"
+
+
+def render_data_card(st: dict) -> str:
+    docs, spans = st["documents"], st["spans"]
+    out = ["# The diplotag corpus", "",
+           "Generated by `diplotag data stats --write data/README.md` from the compiled splits; do not edit by hand.",
+           "", "## Size", "", "| split | documents | spans | " + " | ".join(LABELS) + " |", "|---|---|---|---|---|---|"]
+    for s in docs:
+        out.append(f"| {s} | {docs[s]} | {spans[s]} | " + " | ".join(str(st["per_split_label"][s].get(l, 0)) for l in LABELS) + " |")
+    out.append(f"| **all** | {sum(docs.values())} | {sum(spans.values())} | "
+               + " | ".join(str(st["spans_per_label"][l]) for l in LABELS) + " |")
+    out += ["", "## Stance per label", "", "| label | support | oppose | neutral |", "|---|---|---|---|"]
+    for lab, c in st["stance_per_label"].items():
+        total = sum(c.values())
+        out.append(f"| {lab} | " + " | ".join(f"{c[x]} ({_pct(c[x], total)})" for x in STANCES) + " |")
+    neg, sents = st["sentences_without_statement"], st["sentences"]
+    out += ["", "## Sentences and negatives", "",
+            f"- {sents} sentences (pysbd), of which {neg} ({_pct(neg, sents)}) hold no statement.",
+            f"- Sentence length in words: min {st['sentence_words']['min']}, median {st['sentence_words']['median']}, "
+            f"max {st['sentence_words']['max']}; document length: min {st['document_words']['min']}, "
+            f"median {st['document_words']['median']}, max {st['document_words']['max']}.",
+            f"- Documents stored with CRLF line ends: {st['crlf_documents']}.",
+            f"- Largest character 5-gram Jaccard similarity between any two documents: {st['max_5gram_jaccard']:.3f}.",
+            "", "Hard negatives (sentences with no statement that match each kind's keywords):", ""]
+    out += [f"- {kind}: {n}" for kind, n in st["hard_negative_sentences"].items()]
+    out += ["", "## Variety", "",
+            f"- Voices: " + ", ".join(f"{k} {v}" for k, v in st["voices"].items()),
+            f"- Dates: {st['dates'].get('first')} to {st['dates'].get('last')}; per year: "
+            + ", ".join(f"{y} {n}" for y, n in st["years"].items())]
+    for field in ("actors", "equipment", "seas"):
+        inv = st[field]
+        out.append(f"- {len(inv)} {field}: " + ", ".join(f"{k} ({v})" for k, v in inv.items()))
+    out += ["", "## Agreement", ""]
+    agr = st["agreement"]
+    if agr:
+        out += [f"{agr['documents']} documents annotated a second time, blind, from their plain text.", "",
+                "| measure | value |", "|---|---|",
+                f"| span F1, exact (label and offsets) | {agr['span_f1_exact']:.3f} |",
+                f"| span F1, overlap (label, any overlap) | {agr['span_f1_overlap']:.3f} |",
+                f"| Cohen's kappa, stance on overlapping same-label spans | {agr['stance_kappa']:.3f} (n={agr['stance_pairs']}) |",
+                "", agr.get("notes", "")]
+    else:
+        out.append("No second annotation yet.")
+    out += ["", "## How it was made", "",
+            "Documents were written to the brief in `data/AUTHORING.md`, by voice, in separate batches: train and "
+                "dev first, then the test split in voices and phrasings of its own, by writers who never saw the "
+                "train and dev documents. Each file is `data/corpus/src/<split>/<id>.txt` with inline "
+                "`[[LABEL/stance: …]]` markup, compiled by `diplotag data build`. The test split is never used to "
+                "choose anything (models, thresholds, configs are chosen on dev)."]
+    return "\n".join(out) + "\n"
