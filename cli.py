@@ -1,6 +1,7 @@
 """The `diplotag` command: one entry point, a verb per job."""
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -18,19 +19,6 @@ def cmd_data_validate(args) -> int:
         status = "ok" if not errors else f"{len(errors)} errors"
         print(f"{path}: {len(records)} valid records, {status}", file=sys.stderr)
     return 1 if total_errors else 0
-
-
-def _read_records(path, fmt):
-    from .data import convert
-    from .data.schema import load_corpus
-
-    if fmt == "jsonl":
-        return load_corpus(path, labels=None, require_stance=False)
-    if fmt == "conll":
-        return convert.read_conll(path)
-    if fmt == "label-studio":
-        return convert.from_label_studio(convert.read_json_or_jsonl(path), str(path))
-    return convert.from_doccano(convert.read_json_or_jsonl(path))
 
 
 def _write_records(records, path, fmt) -> list[str]:
@@ -55,9 +43,10 @@ def _guess_format(path: str) -> str:
 
 
 def cmd_data_convert(args) -> int:
+    from .data.convert import read_records
     from .data.schema import parse_record
 
-    records = _read_records(args.input, args.source or _guess_format(args.input))
+    records = read_records(args.input, args.source or _guess_format(args.input))
     target = args.to or _guess_format(args.output)
     if target == "jsonl":  # whatever came in must be a valid corpus record on the way out
         errors = [f"{args.input}: {r.get('id')}: {p}" for r in records
@@ -95,6 +84,120 @@ def cmd_data_stats(args) -> int:
     return 0
 
 
+def cmd_train(args) -> int:
+    from .train.config import load_config
+
+    jobs = {"tagger": [args.config or "configs/tagger.yaml"], "stance": [args.config or "configs/stance.yaml"],
+            "all": ["configs/tagger.yaml", "configs/stance.yaml"]}[args.what]
+    configs = [load_config(path, args.set) for path in jobs]  # every config checked before any work
+    for cfg in configs:
+        if cfg.task == "tagger":
+            from .train.tagger import train_tagger as train
+        else:
+            from .train.stance import train_stance as train
+        dev = train(cfg, resume=args.resume)
+        print(f"{cfg.task}: {cfg.output_dir}: " + ", ".join(f"{k}={v:.4f}" for k, v in dev.items()))
+    return 0
+
+
+def cmd_tag(args) -> int:
+    import tempfile
+
+    from .model.batch import merge_shards, print_table, read_inputs, render_html, run_tag_job
+    from .model.tagger import Tagger
+
+    if args.format != "jsonl" and args.resume:
+        raise ValueError("--resume works with --format jsonl")
+    if args.format == "html" and not args.output:
+        raise ValueError("--format html needs -o PAGE.html")
+    tagger = Tagger.from_pretrained(args.model, backend=args.backend, device=args.device,
+                                    batch_size=args.batch_size, max_length=args.max_length, stride=args.stride)
+    rank, world = 0, 1
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # under `accelerate launch`: one shard per process
+        from accelerate import PartialState
+
+        state = PartialState()
+        rank, world = state.process_index, state.num_processes
+    tmp = None
+    if args.format == "jsonl":
+        out = args.output or "-"
+    else:
+        tmp = tempfile.NamedTemporaryFile(suffix=".jsonl", delete=False)
+        out = tmp.name
+    if world > 1 and out == "-":
+        raise ValueError("a sharded run needs -o OUT.jsonl")
+    target = f"{out}.shard{rank}of{world}" if world > 1 else out
+    run_tag_job(tagger, read_inputs(args.inputs), target, batch_docs=args.batch_docs, strict=args.strict,
+                resume=args.resume, progress=not args.quiet, rank=rank, world=world)
+    if world > 1:
+        state.wait_for_everyone()
+        if rank == 0:
+            shards = [Path(f"{out}.shard{r}of{world}") for r in range(world)]
+            merge_shards(shards, Path(out))
+            for s in shards:
+                s.unlink()
+        state.wait_for_everyone()
+        if rank != 0:
+            return 0
+    if tmp is not None:
+        records = [json.loads(line) for line in open(out, encoding="utf-8")]
+        os.unlink(out)
+        if args.format == "html":
+            Path(args.output).write_text(render_html(records), encoding="utf-8")
+            print(f"wrote {args.output}", file=sys.stderr)
+        else:
+            print_table(records)
+    return 0
+
+
+def cmd_data_agreement(args) -> int:
+    from .data import agreement
+
+    if args.export:
+        ids = agreement.sample_ids(args.export)
+        agreement.export_plain(ids, Path(args.plain_dir))
+        print(f"wrote {len(ids)} plain documents to {args.plain_dir}", file=sys.stderr)
+        return 0
+    figures, notes = agreement.score()
+    agreement.write_agreement(figures, notes, args.notes or "")
+    print(json.dumps(figures, indent=1))
+    return 0
+
+
+def cmd_eval(args) -> int:
+    if args.readme:
+        from .eval.readme import update_readme
+
+        update_readme()
+        print("README.md results regenerated from eval/results/", file=sys.stderr)
+        return 0
+    from .eval.report import run_eval
+
+    if not args.data or not (args.model or args.pred or args.baselines):
+        raise ValueError("eval needs --data FILE and --model DIR and/or --pred FILE (or --readme)")
+    results = run_eval(args.data, args.out, model_dir=args.model, pred_file=args.pred, train_file=args.train,
+                       baselines=args.baselines, backend=args.backend)
+    for name, r in results["systems"].items():
+        micro = r["seqeval"]["micro avg"]
+        st = r.get("stance_on_gold_spans", {})
+        print(f"{name}: span F1 {micro['f1-score']:.4f} (P {micro['precision']:.4f} R {micro['recall']:.4f}); "
+              f"stance macro F1 on gold spans {st.get('macro_f1', float('nan')):.4f}; "
+              f"end-to-end F1 {r['end_to_end']['strict']['f1']:.4f} strict, {r['end_to_end']['overlap']['f1']:.4f} overlap")
+    print(f"wrote {args.out}/results.json, report.md, errors.tsv and plots", file=sys.stderr)
+    return 0
+
+
+def cmd_bench_re3d(args) -> int:
+    from .eval.re3d import run_re3d
+
+    command = "diplotag bench re3d " + " ".join(
+        [f"--seeds {' '.join(map(str, args.seeds))}"] + [f"--set {x}" for x in args.set])
+    res = run_re3d(args.config, args.seeds, args.set, args.out, command)
+    print(f"re3d test macro F1: {100 * res['mean']:.2f} ± {100 * res['stdev']:.2f} over seeds {args.seeds} "
+          f"(BERT-base uncased in the paper: {res['paper']['BERT-base uncased']})")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="diplotag", description=__doc__)
     verbs = parser.add_subparsers(dest="verb", required=True)
@@ -119,11 +222,64 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the raw numbers as JSON")
     p.add_argument("--write", metavar="FILE", help="write the data card (data/README.md) to FILE")
     p.set_defaults(func=cmd_data_stats)
+    p = data_verbs.add_parser("agreement", help="blind second annotation: export a sample, or score it")
+    p.add_argument("--export", type=int, metavar="N", help="export a fixed sample of N documents as plain text")
+    p.add_argument("--plain-dir", default="data/agreement/plain")
+    p.add_argument("--notes", help="how disagreements were resolved (goes into the data card)")
+    p.set_defaults(func=cmd_data_agreement)
+
+    p = verbs.add_parser("tag", help="find statements and their stance in documents")
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help=".txt files, folders of them, .jsonl files, or -")
+    p.add_argument("-o", "--output", help="output file (JSONL, or the page for --format html); default stdout")
+    p.add_argument("--format", choices=["jsonl", "html", "table"], default="jsonl")
+    p.add_argument("--model", default="default", help="'default' (shipped), or a folder with tagger/ and stance/")
+    p.add_argument("--backend", choices=["torch", "int8"], default="torch")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, … (default: cuda when there is one)")
+    p.add_argument("--batch-size", type=int, default=32, help="windows (and statements) per forward pass")
+    p.add_argument("--batch-docs", type=int, default=64, help="documents read, tagged and written per batch")
+    p.add_argument("--max-length", type=int, default=512, help="tokens per window")
+    p.add_argument("--stride", type=int, default=128, help="tokens of overlap between windows")
+    p.add_argument("--strict", action="store_true", help="stop at the first bad record instead of reporting it")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run into the same -o file")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_tag)
+
+    p = verbs.add_parser("eval", help="score a model or predictions (and the baselines) against gold records")
+    p.add_argument("--data", help="gold corpus JSONL (e.g. data/corpus/test.jsonl)")
+    p.add_argument("--model", help="'default' or a model folder (tagger/ and stance/)")
+    p.add_argument("--pred", help="a predictions JSONL (e.g. from diplotag tag) to score instead of / beside a model")
+    p.add_argument("--train", default="data/corpus/train.jsonl", help="train split, for the TF-IDF stance baseline")
+    p.add_argument("--no-baselines", dest="baselines", action="store_false")
+    p.add_argument("--backend", choices=["torch", "int8"], default="torch")
+    p.add_argument("--out", default="runs/eval", help="folder for results.json, report.md, errors.tsv, plots")
+    p.add_argument("--readme", action="store_true", help="regenerate the README's results table from eval/results/")
+    p.set_defaults(func=cmd_eval)
+
+    bench = verbs.add_parser("bench", help="benchmarks: re3d against a published table; inference speed")
+    bench_verbs = bench.add_subparsers(dest="bench_verb", required=True)
+    p = bench_verbs.add_parser("re3d", help="train and score the generic tagger on re3d over several seeds")
+    p.add_argument("--config", default="configs/re3d.yaml")
+    p.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--out", default="eval/results/re3d.json")
+    p.set_defaults(func=cmd_bench_re3d)
+
+    p = verbs.add_parser("train", help="fine-tune the tagger, the stance model, or both")
+    p.add_argument("what", choices=["tagger", "stance", "all"])
+    p.add_argument("--config", help="YAML config (default: configs/<what>.yaml)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value, e.g. --set epochs=3 --set lora.r=8 (repeatable)")
+    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in output_dir")
+    p.set_defaults(func=cmd_train)
     return parser
 
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()  # load reports and weight-loading bars are noise to users
+    hf_logging.disable_progress_bar()
     try:
         return args.func(args)
     except (ValueError, FileNotFoundError) as err:

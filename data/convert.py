@@ -78,7 +78,7 @@ def read_conll(path) -> list[dict]:
     return records
 
 
-def _conll_tokens(text: str, start: int, end: int, spans) -> list[tuple[int, int]]:
+def word_tokens(text: str, start: int, end: int, spans) -> list[tuple[int, int]]:
     """White-space tokens of text[start:end], split again at every span edge inside one."""
     edges = sorted({p for s in spans for p in (s["start"], s["end"])})
     tokens = []
@@ -103,7 +103,7 @@ def write_conll(records, path) -> list[str]:
                   else sentence_bounds(text))
         for a, b in bounds:
             lines = []
-            for x, y in _conll_tokens(text, a, b, spans):
+            for x, y in word_tokens(text, a, b, spans):
                 span = next((s for s in spans if s["start"] <= x < s["end"]), None)
                 tag = "O" if span is None else ("B-" if x == span["start"] or x == a else "I-") + span["label"]
                 lines.append(f"{text[x:y]}\t{tag}")
@@ -212,6 +212,22 @@ def from_doccano(rows) -> list[dict]:
         records.append({"id": str(row.get("id", n)), "text": row.get("text"),
                         "meta": row.get("meta", {}), "spans": sorted(spans, key=lambda s: s["start"])})
     return records
+
+
+def read_records(path, fmt: str) -> list[dict]:
+    """Records from any supported format: jsonl (corpus records, any label, stance optional),
+    conll, label-studio or doccano."""
+    from .schema import load_corpus
+
+    if fmt == "jsonl":
+        return load_corpus(path, labels=None, require_stance=False)
+    if fmt == "conll":
+        return read_conll(path)
+    if fmt == "label-studio":
+        return from_label_studio(read_json_or_jsonl(path), str(path))
+    if fmt == "doccano":
+        return from_doccano(read_json_or_jsonl(path))
+    raise ValueError(f"unknown format {fmt!r}")
 
 
 def read_json_or_jsonl(path):

@@ -27,14 +27,19 @@ HARD_NEGATIVES = {
 }
 
 
-def jaccard_5grams(a: str, b: str) -> float:
-    ga, gb = ({s[i:i + 5] for i in range(len(s) - 4)} for s in (a, b))
-    return len(ga & gb) / max(1, len(ga | gb))
+def _grams(text: str) -> set:
+    return {text[i:i + 5] for i in range(len(text) - 4)}
+
+
+def pairwise_5gram_jaccard(records):
+    """(id, id, character 5-gram Jaccard similarity) for every pair of records."""
+    grams = [(r["id"], _grams(r["text"])) for r in records]
+    for (ia, ga), (ib, gb) in combinations(grams, 2):
+        yield ia, ib, len(ga & gb) / max(1, len(ga | gb))
 
 
 def near_copies(records, threshold=0.5) -> list[tuple[str, str, float]]:
-    return [(a["id"], b["id"], round(j, 3)) for a, b in combinations(records, 2)
-            if (j := jaccard_5grams(a["text"], b["text"])) >= threshold]
+    return [(a, b, round(j, 3)) for a, b, j in pairwise_5gram_jaccard(records) if j >= threshold]
 
 
 def corpus_stats(corpus_dir: Path = CORPUS_DIR) -> dict:
@@ -76,8 +81,8 @@ def corpus_stats(corpus_dir: Path = CORPUS_DIR) -> dict:
         "equipment": dict(inventory("equipment").most_common()),
         "seas": dict(inventory("seas").most_common()),
         "crlf_documents": sum("\r\n" in r["text"] for r in everything),
-        "max_5gram_jaccard": max((jaccard_5grams(a["text"], b["text"])
-                                  for a, b in combinations(everything, 2)), default=0.0),
+        "near_copies": near_copies(everything),
+        "max_5gram_jaccard": round(max((j for _, _, j in pairwise_5gram_jaccard(everything)), default=0.0), 4),
         "agreement": json.loads(AGREEMENT_FILE.read_text()) if AGREEMENT_FILE.exists() else None,
     }
 

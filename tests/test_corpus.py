@@ -23,11 +23,15 @@ def test_split_is_valid(split):
     assert not errors and records
 
 
-def test_no_near_copies_across_the_corpus():
-    import json
+def test_no_near_copies_across_the_corpus(stats):
+    assert stats["near_copies"] == [] and stats["max_5gram_jaccard"] < 0.5
 
-    records = [json.loads(line) for s in SPLITS for line in open(CORPUS_DIR / f"{s}.jsonl", encoding="utf-8")]
-    assert near_copies(records, threshold=0.5) == []
+
+def test_near_copy_check_flags_a_near_copy():
+    a = {"id": "a", "text": "Japan will deliver two patrol vessels to the Philippine Coast Guard next year."}
+    b = {"id": "b", "text": "Japan will deliver three patrol vessels to the Philippine Coast Guard next year."}
+    c = {"id": "c", "text": "Beijing slammed the arms sale as a gross interference in its internal affairs."}
+    assert [(x, y) for x, y, _ in near_copies([a, b, c])] == [("a", "b")]
 
 
 def test_size(stats):

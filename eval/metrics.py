@@ -1,0 +1,143 @@
+"""Scores of predicted records against gold records (both corpus records, same ids, same order).
+
+- spans: seqeval entity P/R/F1 in strict IOB2 mode, over word tokens (white-space tokens
+  cut at every gold and predicted span edge, so char spans map to tags exactly);
+  nervaluate's strict / exact / partial / type-overlap schema;
+- stance: accuracy and macro F1 on gold spans (stance model given gold spans), and end to
+  end (a statement counts when label, offsets and stance are all right);
+- confusion matrices of labels (over overlapping spans, with O for missed / spurious) and
+  of stance; calibration (expected calibration error) of span and stance scores.
+"""
+import numpy as np
+from nervaluate import Evaluator
+from seqeval.metrics import classification_report
+from seqeval.scheme import IOB2
+from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
+
+from ..data.convert import word_tokens
+
+STANCES = ["support", "oppose", "neutral"]
+
+
+def word_tags(text: str, spans, edges) -> list[str]:
+    """BIO tags of `text`'s word tokens (cut at `edges`) for `spans`."""
+    tags = []
+    for a, b in word_tokens(text, 0, len(text), edges):
+        span = next((s for s in spans if s["start"] <= a < s["end"]), None)
+        tags.append("O" if span is None else ("B-" if a == span["start"] else "I-") + span["label"])
+    return tags
+
+
+def seqeval_scores(gold, pred, labels) -> dict:
+    y_true, y_pred = [], []
+    for g, p in zip(gold, pred):
+        edges = g["spans"] + p["spans"]
+        y_true.append(word_tags(g["text"], g["spans"], edges))
+        y_pred.append(word_tags(g["text"], p["spans"], edges))
+    report = classification_report(y_true, y_pred, mode="strict", scheme=IOB2, output_dict=True, zero_division=0)
+    return {k: {m: round(float(v[m]), 4) for m in ("precision", "recall", "f1-score", "support")}
+            for k, v in report.items() if k in labels or k in ("micro avg", "macro avg")}
+
+
+def nervaluate_scores(gold, pred, labels) -> dict:
+    # nervaluate reads `end` as the last index, inclusive
+    def conv(recs):
+        return [[{"label": s["label"], "start": s["start"], "end": s["end"] - 1} for s in r["spans"]] for r in recs]
+
+    results = Evaluator(conv(gold), conv(pred), tags=list(labels), loader="dict").evaluate()
+    pick = ("precision", "recall", "f1", "correct", "incorrect", "partial", "missed", "spurious")
+    out = {"overall": {schema: {k: round(float(getattr(r, k)), 4) for k in pick}
+                       for schema, r in results["overall"].items()}}
+    for lab, res in results["entities"].items():
+        out[lab] = {schema: round(float(r.f1), 4) for schema, r in res.items()}
+    return out
+
+
+def _overlaps(a, b):
+    return a["start"] < b["end"] and b["start"] < a["end"]
+
+
+def match_spans(gold_spans, pred_spans):
+    """Pairs (gold, pred) of overlapping spans (best overlap first), then the unmatched of each side."""
+    pairs, used = [], set()
+    for g in gold_spans:
+        best = max((p for i, p in enumerate(pred_spans) if i not in used and _overlaps(g, p)),
+                   key=lambda p: min(g["end"], p["end"]) - max(g["start"], p["start"]), default=None)
+        if best is not None:
+            used.add(pred_spans.index(best))
+        pairs.append((g, best))
+    spurious = [p for i, p in enumerate(pred_spans) if i not in used]
+    return pairs, spurious
+
+
+def label_confusion(gold, pred, labels) -> dict:
+    names = list(labels) + ["O"]
+    y_true, y_pred = [], []
+    for g, p in zip(gold, pred):
+        pairs, spurious = match_spans(g["spans"], p["spans"])
+        for gs, ps in pairs:
+            y_true.append(gs["label"])
+            y_pred.append(ps["label"] if ps else "O")
+        y_true += ["O"] * len(spurious)
+        y_pred += [s["label"] for s in spurious]
+    return {"labels": names, "matrix": confusion_matrix(y_true, y_pred, labels=names).tolist()}
+
+
+def expected_calibration_error(confidence, correct, bins=10) -> tuple[float, list]:
+    confidence, correct = np.asarray(confidence, float), np.asarray(correct, float)
+    edges = np.linspace(0, 1, bins + 1)
+    ece, table = 0.0, []
+    for lo, hi in zip(edges, edges[1:]):
+        inside = (confidence > lo) & (confidence <= hi)
+        if inside.any():
+            acc, conf = correct[inside].mean(), confidence[inside].mean()
+            ece += inside.mean() * abs(acc - conf)
+            table.append({"bin": [round(lo, 2), round(hi, 2)], "n": int(inside.sum()),
+                          "accuracy": round(float(acc), 4), "confidence": round(float(conf), 4)})
+    return round(float(ece), 4), table
+
+
+def end_to_end(gold, pred) -> dict:
+    """A predicted statement is right when label, offsets and stance all match (strict), or when
+    label and stance match and the spans overlap (lenient)."""
+    out = {}
+    for mode in ("strict", "overlap"):
+        hits_p = hits_g = n_p = n_g = 0
+        for g, p in zip(gold, pred):
+            n_g, n_p = n_g + len(g["spans"]), n_p + len(p["spans"])
+
+            def same(a, b):
+                where = (a["start"], a["end"]) == (b["start"], b["end"]) if mode == "strict" else _overlaps(a, b)
+                return where and a["label"] == b["label"] and a.get("stance") == b.get("stance")
+
+            hits_g += sum(any(same(x, y) for y in p["spans"]) for x in g["spans"])
+            hits_p += sum(any(same(x, y) for x in g["spans"]) for y in p["spans"])
+        prec, rec = hits_p / max(1, n_p), hits_g / max(1, n_g)
+        out[mode] = {"precision": round(prec, 4), "recall": round(rec, 4),
+                     "f1": round(2 * prec * rec / (prec + rec), 4) if prec + rec else 0.0}
+    return out
+
+
+def stance_scores(gold_stances, predicted, probabilities=None) -> dict:
+    out = {"accuracy": round(accuracy_score(gold_stances, predicted), 4),
+           "macro_f1": round(f1_score(gold_stances, predicted, labels=STANCES, average="macro", zero_division=0), 4),
+           "confusion": {"labels": STANCES, "matrix": confusion_matrix(gold_stances, predicted, labels=STANCES).tolist()},
+           "n": len(gold_stances)}
+    if probabilities is not None:
+        conf = [max(p) for p in probabilities]
+        out["ece"], out["reliability"] = expected_calibration_error(conf, np.equal(gold_stances, predicted))
+    return out
+
+
+def span_calibration(gold, pred) -> dict:
+    conf, correct = [], []
+    for g, p in zip(gold, pred):
+        exact = {(s["start"], s["end"], s["label"]) for s in g["spans"]}
+        for s in p["spans"]:
+            if "score" in s:
+                conf.append(s["score"])
+                correct.append((s["start"], s["end"], s["label"]) in exact)
+    if not conf:
+        return {}
+    ece, table = expected_calibration_error(conf, correct)
+    return {"ece": ece, "reliability": table, "n": len(conf)}

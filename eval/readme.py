@@ -1,0 +1,63 @@
+"""Regenerate the README's results section from the evaluation outputs under eval/results/, so the
+numbers there always come from a run (`diplotag eval --readme`)."""
+import json
+import statistics
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "eval" / "results"
+BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
+
+
+def _load(name):
+    path = RESULTS / name
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def test_table(res) -> list[str]:
+    lines = [f"Test split (`{res['data']}`, {res['documents']} documents, {res['gold_spans']} statements), "
+             "from `diplotag eval --model default --data data/corpus/test.jsonl --out eval/results/test`:", "",
+             "| system | span P | span R | span F1 | partial F1 | stance macro F1 (gold spans) | end-to-end F1 |",
+             "|---|---|---|---|---|---|---|"]
+    for name, r in res["systems"].items():
+        m, st = r["seqeval"]["micro avg"], r.get("stance_on_gold_spans", {})
+        lines.append(f"| {name} | {m['precision']:.3f} | {m['recall']:.3f} | **{m['f1-score']:.3f}** | "
+                     f"{r['nervaluate']['overall']['partial']['f1']:.3f} | {st.get('macro_f1', float('nan')):.3f} | "
+                     f"{r['end_to_end']['strict']['f1']:.3f} |")
+    lines += ["", "Span scores are seqeval entity-level, strict IOB2; partial F1 is nervaluate's; end to end, a "
+              "statement counts only with the right offsets, label and stance. Full report with per-label scores, "
+              "confusion matrices and calibration: `eval/results/test/report.md`."]
+    return lines
+
+
+def re3d_table(res) -> list[str]:
+    f1s = [r["test_macro_f1"] * 100 for r in res["runs"]]
+    mean, sd = statistics.mean(f1s), (statistics.stdev(f1s) if len(f1s) > 1 else 0.0)
+    lines = [f"re3d test macro F1 (seqeval), `{res['base_model']}`, {res['finetune']} fine-tuning, from "
+             f"`{res['command']}`:", "", "| model | macro F1 | source |", "|---|---|---|",
+             f"| diplotag tagger, MiniLM-L6 (22M params), {len(f1s)} seeds ({', '.join(str(r['seed']) for r in res['runs'])}) "
+             f"| **{mean:.2f} ± {sd:.2f}** | this repository, CPU |"]
+    lines += [f"| {name} | {v} | ConfliBERT paper, Table 3 (10 seeds) |" for name, v in res["paper"].items()]
+    lines += ["", "Per seed: " + ", ".join(f"seed {r['seed']}: {r['test_macro_f1'] * 100:.2f} "
+                                           f"({r['epochs_run']} epochs, {r['train_seconds']:.0f} s)" for r in res["runs"])]
+    if res.get("notes"):
+        lines += ["", res["notes"]]
+    return lines
+
+
+def results_section() -> str:
+    parts = []
+    for name, render in (("test/results.json", test_table), ("re3d.json", re3d_table)):
+        res = _load(name)
+        if res:
+            parts += render(res) + [""]
+    return "\n".join(parts) or "No results yet: run the commands above.\n"
+
+
+def update_readme(readme: Path = ROOT / "README.md") -> None:
+    text = readme.read_text(encoding="utf-8")
+    if BEGIN not in text or END not in text:
+        raise ValueError(f"{readme}: no {BEGIN} … {END} markers")
+    head, rest = text.split(BEGIN, 1)
+    _, tail = rest.split(END, 1)
+    readme.write_text(f"{head}{BEGIN}\n{results_section()}{END}{tail}", encoding="utf-8")

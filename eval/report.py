@@ -1,0 +1,160 @@
+"""`diplotag eval`: score a model (or a predictions file) and the two baselines on a gold file;
+write results.json, report.md, PNG plots and errors.tsv."""
+import json
+from pathlib import Path
+
+from ..data.markup import LABELS
+from ..data.schema import load_corpus
+from ..data.sentences import sentence_bounds, sentence_of
+from . import metrics
+from .baselines import KeywordTagger, TfidfStance
+
+
+def score_system(gold, pred, stance_on_gold=None, labels=LABELS) -> dict:
+    """Every metric of one system. `stance_on_gold`: (stances, probabilities) predicted for the
+    gold spans in order, when the system can be given gold spans."""
+    out = {"seqeval": metrics.seqeval_scores(gold, pred, labels),
+           "nervaluate": metrics.nervaluate_scores(gold, pred, labels),
+           "end_to_end": metrics.end_to_end(gold, pred),
+           "label_confusion": metrics.label_confusion(gold, pred, labels),
+           "span_calibration": metrics.span_calibration(gold, pred)}
+    if stance_on_gold is not None:
+        truth = [s["stance"] for r in gold for s in r["spans"]]
+        out["stance_on_gold_spans"] = metrics.stance_scores(truth, *stance_on_gold)
+    return out
+
+
+def model_predictions(model_dir, gold, **kw):
+    from ..model.tagger import Tagger
+
+    tagger = Tagger.from_pretrained(model_dir, **kw)
+    pred = tagger.tag([{"id": r["id"], "text": r["text"]} for r in gold])
+    spans = [[dict(s) for s in r["spans"]] for r in gold]
+    tagger.predict_stance([r["text"] for r in gold], spans)
+    stances = [s["stance"] for doc in spans for s in doc]
+    probs = [[s["stance_scores"][k] for k in metrics.STANCES] for doc in spans for s in doc]
+    return pred, (stances, probs)
+
+
+def baseline_predictions(gold, train_records):
+    pred = KeywordTagger().tag([{"id": r["id"], "text": r["text"]} for r in gold])
+    stance = TfidfStance(train_records)
+    e2e, _ = stance.predict(pred)
+    it = iter(e2e)
+    for r in pred:
+        for s in r["spans"]:
+            s["stance"] = next(it)
+    return pred, stance.predict(gold)
+
+
+def error_lines(gold, pred) -> list[str]:
+    """Every false positive and false negative (strict: label and offsets), with its sentence."""
+    lines = ["id\tkind\tlabel/stance\tspan\tsentence"]
+    for g, p in zip(gold, pred):
+        bounds = sentence_bounds(g["text"])
+        key = lambda s: (s["start"], s["end"], s["label"])  # noqa: E731
+        gold_keys, pred_keys = {key(s) for s in g["spans"]}, {key(s) for s in p["spans"]}
+        for kind, spans, other in (("FN", g["spans"], pred_keys), ("FP", p["spans"], gold_keys)):
+            for s in spans:
+                if key(s) in other:
+                    continue
+                a, b = sentence_of(bounds, s["start"], s["end"]) if bounds else (0, len(g["text"]))
+                flat = lambda t: " ".join(t.split())  # noqa: E731
+                lines.append(f"{g['id']}\t{kind}\t{s['label']}/{s.get('stance')}\t{flat(g['text'][s['start']:s['end']])}"
+                             f"\t{flat(g['text'][a:b])}")
+    return lines
+
+
+def plot(results: dict, out_dir: Path) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    files = []
+    for name, res in results["systems"].items():
+        fig, axes = plt.subplots(1, 3, figsize=(16, 4.6))
+        for ax, (title, cm) in zip(axes[:2], (("labels (O = missed / spurious)", res["label_confusion"]),
+                                              ("stance on gold spans", res.get("stance_on_gold_spans", {}).get("confusion")))):
+            if not cm:
+                ax.axis("off")
+                continue
+            ax.imshow(cm["matrix"], cmap="Blues")
+            ticks = [l.split("_")[0][:8] for l in cm["labels"]]
+            ax.set_xticks(range(len(ticks)), ticks, rotation=30)
+            ax.set_yticks(range(len(ticks)), ticks)
+            ax.set_xlabel("predicted"), ax.set_ylabel("gold"), ax.set_title(title)
+            for i, row in enumerate(cm["matrix"]):
+                for j, v in enumerate(row):
+                    ax.text(j, i, v, ha="center", va="center", fontsize=8)
+        ax = axes[2]
+        ax.plot([0, 1], [0, 1], ":", color="grey")
+        for label, cal in (("span score", res.get("span_calibration", {})),
+                           ("stance score", res.get("stance_on_gold_spans", {}))):
+            table = cal.get("reliability")
+            if table:
+                ax.plot([t["confidence"] for t in table], [t["accuracy"] for t in table], "o-",
+                        label=f"{label} (ECE {cal['ece']:.3f})")
+        ax.set_xlabel("confidence"), ax.set_ylabel("accuracy"), ax.set_title("reliability"), ax.legend()
+        fig.tight_layout()
+        path = out_dir / f"{name}.png"
+        fig.savefig(path, dpi=90)
+        plt.close(fig)
+        files.append(path.name)
+    return files
+
+
+def markdown(results: dict) -> str:
+    lines = [f"# diplotag evaluation: `{results['data']}`", "", f"{results['documents']} documents, "
+             f"{results['gold_spans']} gold statements.", "",
+             "| system | span P | span R | span F1 (seqeval strict) | partial F1 | type-overlap F1 | stance acc (gold spans) "
+             "| stance macro F1 (gold spans) | end-to-end F1 strict | end-to-end F1 overlap | span ECE |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for name, r in results["systems"].items():
+        micro, nv, st = r["seqeval"]["micro avg"], r["nervaluate"]["overall"], r.get("stance_on_gold_spans", {})
+        lines.append(f"| {name} | {micro['precision']:.3f} | {micro['recall']:.3f} | {micro['f1-score']:.3f} | "
+                     f"{nv['partial']['f1']:.3f} | {nv['ent_type']['f1']:.3f} | {st.get('accuracy', float('nan')):.3f} | "
+                     f"{st.get('macro_f1', float('nan')):.3f} | {r['end_to_end']['strict']['f1']:.3f} | "
+                     f"{r['end_to_end']['overlap']['f1']:.3f} | {r['span_calibration'].get('ece', float('nan')):.3f} |")
+    for name, r in results["systems"].items():
+        lines += ["", f"## {name}: per label", "", "| label | P | R | F1 (strict) | partial F1 | type-overlap F1 |",
+                  "|---|---|---|---|---|---|"]
+        for lab in LABELS:
+            s, nv = r["seqeval"].get(lab, {}), r["nervaluate"].get(lab, {})
+            lines.append(f"| {lab} | {s.get('precision', 0):.3f} | {s.get('recall', 0):.3f} | {s.get('f1-score', 0):.3f} | "
+                         f"{nv.get('partial', 0):.3f} | {nv.get('ent_type', 0):.3f} |")
+        lines += ["", f"![{name}]({name}.png)"]
+    lines += ["", "Errors of the first system (every false positive and negative, with its sentence): `errors.tsv`."]
+    return "\n".join(lines) + "\n"
+
+
+def run_eval(data_file, out_dir, model_dir=None, pred_file=None, train_file=None, baselines=True, **model_kw) -> dict:
+    gold = load_corpus(data_file)
+    systems, first_pred = {}, None
+    if model_dir:
+        pred, stance = model_predictions(model_dir, gold, **model_kw)
+        systems["diplotag"] = score_system(gold, pred, stance)
+        first_pred = pred
+    if pred_file:
+        by_id = {r["id"]: r for r in load_corpus(pred_file, require_stance=False)}
+        missing = [r["id"] for r in gold if r["id"] not in by_id]
+        if missing:
+            raise ValueError(f"{pred_file}: no prediction for {len(missing)} gold records, e.g. {missing[:3]}")
+        pred = [by_id[r["id"]] for r in gold]
+        systems["predictions"] = score_system(gold, pred)
+        first_pred = first_pred or pred
+    if baselines:
+        if not train_file:
+            raise ValueError("the baselines need --train FILE (the TF-IDF stance model is trained on it)")
+        pred, stance = baseline_predictions(gold, load_corpus(train_file))
+        systems["baseline (keywords + TF-IDF/LR)"] = score_system(gold, pred, stance)
+        first_pred = first_pred or pred
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    results = {"data": str(data_file), "documents": len(gold), "gold_spans": sum(len(r["spans"]) for r in gold),
+               "model": str(model_dir) if model_dir else None, "systems": systems}
+    plot(results, out_dir)
+    (out_dir / "results.json").write_text(json.dumps(results, indent=1))
+    (out_dir / "report.md").write_text(markdown(results))
+    (out_dir / "errors.tsv").write_text("\n".join(error_lines(gold, first_pred)) + "\n", encoding="utf-8")
+    return results

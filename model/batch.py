@@ -1,0 +1,214 @@
+"""The `diplotag tag` job: read documents from files, folders, JSONL or stdin; tag them in batches;
+write exactly one output record per input record, in input order.
+
+Bad records become output records with an `error` field (or, with `strict`, stop the
+job). Output is appended in whole records and flushed after every batch, so after a
+crash `resume` counts the complete records already written and carries on after them.
+Under `accelerate launch` each process tags every N-th record into a shard file of its
+own; the first process merges the shards back into input order.
+"""
+import html
+import json
+import os
+import sys
+from itertools import islice
+from pathlib import Path
+
+from tqdm import tqdm
+
+TEXT_SUFFIXES = {".txt", ".text", ".md"}
+
+
+def _error(rid, source, message, record=None):
+    out = {k: v for k, v in (record or {}).items() if k not in ("text", "spans")}
+    return dict(out, id=str(rid), error=message, source=source)
+
+
+def _jsonl_records(lines, name):
+    for lineno, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        source = f"{name}:{lineno}"
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as err:
+            yield _error(source, source, f"not JSON: {err.msg} (column {err.colno})")
+            continue
+        if not isinstance(obj, dict):
+            yield _error(source, source, f"not a JSON object but {type(obj).__name__}")
+            continue
+        rid = obj.get("id", source)
+        if "text" not in obj:
+            yield _error(rid, source, "no 'text' field", obj)
+        elif not isinstance(obj["text"], str):
+            yield _error(rid, source, f"'text' is {type(obj['text']).__name__}, not a string", obj)
+        elif not obj["text"].strip():
+            yield _error(rid, source, "'text' is empty", obj)
+        else:
+            yield dict(obj, id=str(rid))
+
+
+def _text_file(path: Path, rid: str):
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        return _error(rid, str(path), f"not UTF-8 text: {err.reason} at byte {err.start}")
+    if not text.strip():
+        return _error(rid, str(path), "empty file")
+    return {"id": rid, "text": text, "meta": {"source_file": str(path)}}
+
+
+def read_inputs(paths):
+    """Input records, one per document, in order: `.txt` files, folders of them (sorted),
+    `.jsonl` files of {"id", "text", …}, or "-" for standard input (JSONL if it starts with
+    "{", else one plain-text document)."""
+    for arg in paths:
+        if arg == "-":
+            data = sys.stdin.read()
+            if data.lstrip().startswith("{"):
+                yield from _jsonl_records(data.splitlines(), "<stdin>")
+            elif data.strip():
+                yield {"id": "stdin", "text": data}
+            else:
+                yield _error("stdin", "<stdin>", "empty input")
+            continue
+        path = Path(arg)
+        if path.is_dir():
+            for f in sorted(p for p in path.rglob("*") if p.suffix.lower() in TEXT_SUFFIXES and p.is_file()):
+                yield _text_file(f, str(f.relative_to(path)))
+        elif not path.exists():
+            raise FileNotFoundError(f"no such input: {arg}")
+        elif path.suffix.lower() in (".jsonl", ".ndjson", ".json"):
+            with open(path, encoding="utf-8", errors="replace", newline="") as f:
+                yield from _jsonl_records(f, str(path))
+        else:
+            yield _text_file(path, path.name)
+
+
+def complete_records(path: Path) -> int:
+    """Number of complete records in an output file; a torn last line (a crash mid-write) is cut off."""
+    if not path.exists():
+        return 0
+    raw = path.read_bytes()
+    keep = raw[: raw.rfind(b"\n") + 1]
+    if len(keep) != len(raw):
+        path.write_bytes(keep)
+    return keep.count(b"\n")
+
+
+def tag_batch(tagger, batch):
+    """Tag a batch; a document that makes the model fail becomes an error record, not a lost one."""
+    good = [r for r in batch if "error" not in r]
+    try:
+        tagged = iter(tagger.tag(good))
+    except Exception:  # noqa: BLE001 - isolate the document at fault, keep the rest
+        tagged = iter([_tag_one(tagger, r) for r in good])
+    return [r if "error" in r else next(tagged) for r in batch]
+
+
+def _tag_one(tagger, record):
+    try:
+        return tagger.tag([record])[0]
+    except Exception as err:  # noqa: BLE001
+        return _error(record["id"], record.get("source", record["id"]), f"tagging failed: {err!r}", record)
+
+
+def run_tag_job(tagger, inputs, out_path, *, batch_docs=64, strict=False, resume=False, progress=True,
+                rank=0, world=1):
+    """Tag `inputs` (an iterable of records) into the JSONL file `out_path`, every `world`-th
+    record from `rank` on. Returns the number of records written in this run."""
+    to_stdout = str(out_path) == "-"
+    out_path = Path(out_path)
+    done = complete_records(out_path) if resume and not to_stdout else 0
+    mine = islice(inputs, rank, None, world) if world > 1 else iter(inputs)
+    todo = islice(mine, done, None)
+    written = 0
+    bar = tqdm(desc=f"tagging{f' [{rank}/{world}]' if world > 1 else ''}", unit="doc", initial=done,
+               disable=not progress, file=sys.stderr, dynamic_ncols=True)
+    out = sys.stdout if to_stdout else open(out_path, "a" if resume else "w", encoding="utf-8")
+    with out:
+        while batch := list(islice(todo, batch_docs)):
+            bad = next((r for r in batch if "error" in r), None)
+            if strict and bad:
+                raise ValueError(f"{bad['source']}: {bad['id']}: {bad['error']}")
+            for record in tag_batch(tagger, batch):
+                out.write(json.dumps(record, ensure_ascii=False) + "\n")
+            out.flush()
+            if not to_stdout:
+                os.fsync(out.fileno())
+            written += len(batch)
+            bar.update(len(batch))
+    bar.close()
+    return written
+
+
+def merge_shards(shards: list[Path], out_path: Path) -> int:
+    """Interleave shard files (record i lives in shard i % n) back into input order."""
+    files = [open(s, encoding="utf-8") for s in shards]
+    n = 0
+    with open(out_path, "w", encoding="utf-8") as out:
+        while True:
+            line = files[n % len(files)].readline()
+            if not line:
+                break
+            out.write(line)
+            n += 1
+    for f in files:
+        f.close()
+    return n
+
+
+# ---- for people ------------------------------------------------------------------------------
+
+COLOURS = {"EQUIPMENT_TRANSFER": "#7aecec", "FREEDOM_OF_NAVIGATION": "#feca74", "OPPOSITION_TO_COERCION": "#ff9561"}
+STANCE_MARK = {"support": "＋", "oppose": "－", "neutral": "○", None: ""}
+
+
+def render_html(records, title="diplotag") -> str:
+    """One self-contained page: each article with its statements highlighted, displaCy style."""
+    parts = []
+    for r in records:
+        if "error" in r:
+            parts.append(f'<section><h2>{html.escape(r["id"])}</h2><p class="error">{html.escape(r["error"])}</p></section>')
+            continue
+        text, pos, body = r["text"], 0, []
+        for s in sorted(r["spans"], key=lambda s: s["start"]):
+            body.append(html.escape(text[pos:s["start"]]))
+            tip = f'{s["label"]} {s.get("stance") or ""} (score {s.get("score", 1):.2f})'
+            body.append(f'<mark style="background:{COLOURS.get(s["label"], "#ddd")}" title="{html.escape(tip)}">'
+                        f'{html.escape(text[s["start"]:s["end"]])}<span class="tag">{s["label"]}'
+                        f' · {s.get("stance") or "?"}</span></mark>')
+            pos = s["end"]
+        body.append(html.escape(text[pos:]))
+        parts.append(f'<section><h2>{html.escape(str(r["id"]))}</h2><div class="doc">{"".join(body)}</div></section>')
+    legend = " ".join(f'<mark style="background:{c}">{k}</mark>' for k, c in COLOURS.items())
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>
+body {{ font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; max-width: 60em; margin: 2em auto; color: #222; }}
+.doc {{ white-space: pre-wrap; line-height: 2.4; }}
+mark {{ padding: 0.2em 0.35em; border-radius: 0.3em; }}
+.tag {{ font-size: 0.62em; font-weight: bold; margin-left: 0.4em; text-transform: uppercase; vertical-align: middle; }}
+.error {{ color: #b00; }}
+section {{ border-bottom: 1px solid #ddd; padding-bottom: 1em; }}
+</style></head>
+<body><h1>{html.escape(title)}</h1><p>{legend}</p>
+{"".join(parts)}
+</body></html>
+"""
+
+
+def print_table(records, file=None) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="statements found", show_lines=False)
+    for col in ("document", "label", "stance", "score", "statement"):
+        table.add_column(col, overflow="fold")
+    for r in records:
+        if "error" in r:
+            table.add_row(r["id"], "[red]error[/red]", "", "", r["error"])
+        for s in r.get("spans", []):
+            stance = f'{s.get("stance") or "?"} {max((s.get("stance_scores") or {}).values(), default=0):.2f}'
+            table.add_row(str(r["id"]), s["label"], stance, f'{s["score"]:.2f}', s["text"])
+    Console(file=file or sys.stdout, width=160).print(table)

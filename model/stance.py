@@ -1,0 +1,23 @@
+"""How the stance model sees a statement: its label in words, then its sentence (and the one
+before, where the holder often stands) with the statement marked by « ».
+
+The same function builds training examples and inference inputs, so the two never drift.
+"""
+from ..data.sentences import sentence_of
+
+MARK_OPEN, MARK_CLOSE = "«", "»"
+CONTEXT_CHARS = 600  # at most this much context on each side of the statement
+
+
+def label_words(label: str) -> str:
+    return label.lower().replace("_", " ")
+
+
+def stance_input(text: str, bounds, start: int, end: int, label: str, context_sentences=1) -> tuple[str, str]:
+    """(label in words, marked context) for one statement text[start:end]."""
+    a, b = sentence_of(bounds, start, end) if bounds else (0, len(text))
+    first = next((i for i, (s, _) in enumerate(bounds) if s == a), 0)
+    a = bounds[max(0, first - context_sentences)][0] if bounds else a
+    a, b = max(a, start - CONTEXT_CHARS), min(b, end + CONTEXT_CHARS)
+    context = f"{text[a:start]}{MARK_OPEN} {text[start:end]} {MARK_CLOSE}{text[end:b]}"
+    return label_words(label), " ".join(context.split())

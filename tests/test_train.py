@@ -1,0 +1,129 @@
+"""Training machinery on tiny random models: config validation, the saved Hugging Face folder,
+resume after an interruption, and a 2-process data-parallel run on CPU."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from diplotag.cli import main
+from diplotag.train.config import load_config
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def tiny_config(tmp_path, tiny_base, small_corpus, task="tagger", **extra):
+    cfg = yaml.safe_load((ROOT / "configs" / f"{task}.yaml").read_text())
+    cfg.update(base_model=str(tiny_base), train_file=str(small_corpus / "train.jsonl"),
+               dev_file=str(small_corpus / "dev.jsonl"), output_dir=str(tmp_path / task), epochs=2,
+               batch_size=4, max_length=64, stride=16, learning_rate=1e-3)
+    cfg.update(extra)
+    path = tmp_path / f"{task}.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+@pytest.mark.parametrize("change,message", [
+    ({"epochz": 3}, "epochz: Extra inputs are not permitted"),
+    ({"task": None}, "task: Input should be 'tagger' or 'stance'"),
+    ({"epochs": -1}, "epochs: Input should be greater than 0"),
+    ({"train_file": "nowhere.jsonl"}, "train_file: no such file"),
+    ({"finetune": "half"}, "finetune: Input should be 'full' or 'lora'"),
+])
+def test_config_errors_are_one_clear_message(tmp_path, tiny_base, small_corpus, change, message, capsys):
+    path = tiny_config(tmp_path, tiny_base, small_corpus)
+    raw = yaml.safe_load(path.read_text())
+    raw.update(change)
+    path.write_text(yaml.safe_dump({k: v for k, v in raw.items() if v is not None}))
+    if change.get("task", 1) is None:
+        raw.pop("task")
+        path.write_text(yaml.safe_dump(raw))
+        message = "task: Field required"
+    assert main(["train", "tagger", "--config", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_labels_in_data_missing_from_config_are_refused(tmp_path, tiny_base, small_corpus, capsys):
+    path = tiny_config(tmp_path, tiny_base, small_corpus, labels=["EQUIPMENT_TRANSFER", "FREEDOM_OF_NAVIGATION"])
+    assert main(["train", "tagger", "--config", str(path)]) == 2
+    assert "'OPPOSITION_TO_COERCION' (first in s0)" in capsys.readouterr().err
+
+
+def test_command_line_overrides_win(tmp_path, tiny_base, small_corpus):
+    cfg = load_config(tiny_config(tmp_path, tiny_base, small_corpus), ["epochs=5", "lora.r=4", "labels=[A, B]"])
+    assert cfg.epochs == 5 and cfg.lora.r == 4 and cfg.labels == ["A", "B"]
+
+
+def test_trained_tagger_is_a_standard_hugging_face_folder(tmp_path, tiny_base, small_corpus):
+    from transformers import AutoModelForTokenClassification, pipeline
+
+    path = tiny_config(tmp_path, tiny_base, small_corpus)
+    assert main(["train", "tagger", "--config", str(path)]) == 0
+    out = tmp_path / "tagger"
+    for name in ("model.safetensors", "config.json", "tokenizer.json", "README.md", "diplotag_config.yaml",
+                 "stamp.json", "adapter/adapter_model.safetensors"):
+        assert (out / name).exists(), name
+    model = AutoModelForTokenClassification.from_pretrained(out)
+    assert model.config.id2label[1] == "B-EQUIPMENT_TRANSFER"
+    nlp = pipeline("token-classification", model=str(out), aggregation_strategy="simple")
+    assert isinstance(nlp("Japan will deliver radars to Manila."), list)
+    card = (out / "README.md").read_text()
+    assert "eval_f1" in card and json.loads((out / "stamp.json").read_text())["data_sha256"] in card
+
+
+def test_trained_stance_model_loads_in_a_text_classification_pipeline(tmp_path, tiny_base, small_corpus):
+    from transformers import pipeline
+
+    path = tiny_config(tmp_path, tiny_base, small_corpus, task="stance", finetune="full")
+    assert main(["train", "stance", "--config", str(path)]) == 0
+    nlp = pipeline("text-classification", model=str(tmp_path / "stance"))
+    assert nlp("equipment transfer", text_pair="Japan « will deliver radars » to Manila.")["label"] in (
+        "support", "oppose", "neutral")
+
+
+def _cli(*args):
+    return [sys.executable, "-m", "diplotag.cli", *args]
+
+
+def test_resume_after_interruption_mid_epoch(tmp_path, tiny_base, small_corpus):
+    path = tiny_config(tmp_path, tiny_base, small_corpus, epochs=6, batch_size=1, eval_steps=3,
+                       early_stopping_patience=0)
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    proc = subprocess.Popen(_cli("train", "tagger", "--config", str(path)), env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    checkpoints = tmp_path / "tagger" / "checkpoints"
+    deadline = time.time() + 300
+    while time.time() < deadline and not list(checkpoints.glob("checkpoint-6")):
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    steps_per_epoch = 9 * 1  # nine small documents, one window each at most… counted below
+    last = max(int(p.name.split("-")[1]) for p in checkpoints.glob("checkpoint-*"))
+    assert not (tmp_path / "tagger" / "model.safetensors").exists(), "the first run was stopped before the end"
+    done = subprocess.run(_cli("train", "tagger", "--config", str(path), "--resume"), env=env,
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    state = json.loads(max(checkpoints.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+                       .joinpath("trainer_state.json").read_text())
+    assert state["epoch"] == pytest.approx(6) and state["global_step"] > last
+    assert (tmp_path / "tagger" / "model.safetensors").exists()
+    del steps_per_epoch
+
+
+def test_two_process_data_parallel_training_on_cpu(tmp_path, tiny_base, small_corpus):
+    path = tiny_config(tmp_path, tiny_base, small_corpus, epochs=1, finetune="full")
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    done = subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2",
+                           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+                           "-m", "diplotag.cli", "train", "tagger", "--config", str(path)],
+                          env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    state = json.loads(next((tmp_path / "tagger" / "checkpoints").glob("checkpoint-*/trainer_state.json")).read_text())
+    assert state["train_batch_size"] == 4
+    assert (tmp_path / "tagger" / "model.safetensors").exists()

@@ -1,0 +1,152 @@
+"""What the tagger and stance training share: records, hardware, LoRA, saving, the model card."""
+import json
+import platform
+import time
+from pathlib import Path
+
+import torch
+import yaml
+from transformers import EarlyStoppingCallback, TrainingArguments
+
+from ..data.convert import read_records
+from ..model.base import resolve_base
+from .config import TrainConfig, file_sha256
+
+
+def load_split(cfg: TrainConfig, path: Path, label_key: str) -> list[dict]:
+    """Records of a split, refusing any label (or stance) that the config does not list."""
+    records = read_records(path, cfg.data_format)
+    found = {}
+    for r in records:
+        for s in r["spans"]:
+            found.setdefault(s.get(label_key), r["id"])
+    unknown = {k: v for k, v in found.items() if k not in cfg.labels}
+    if unknown:
+        listed = ", ".join(f"{k!r} (first in {v})" for k, v in unknown.items())
+        raise ValueError(f"{path}: {label_key}s not in the config's labels {cfg.labels}: {listed}")
+    return records[: cfg.max_train_docs] if cfg.max_train_docs else records
+
+
+def training_arguments(cfg: TrainConfig, metric: str) -> TrainingArguments:
+    """Trainer settings from the config. Mixed precision is picked from the hardware: bf16 where
+    the GPU has it, else fp16 on GPU, fp32 on CPU. Under `accelerate launch` the same arguments
+    run data-parallel over every process."""
+    cuda = torch.cuda.is_available()
+    bf16 = cuda and torch.cuda.is_bf16_supported()
+    by = "steps" if cfg.eval_steps else "epoch"
+    return TrainingArguments(
+        output_dir=str(cfg.output_dir / "checkpoints"),
+        num_train_epochs=cfg.epochs,
+        per_device_train_batch_size=cfg.batch_size,
+        per_device_eval_batch_size=cfg.batch_size * 2,
+        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+        learning_rate=cfg.learning_rate,
+        weight_decay=cfg.weight_decay,
+        warmup_steps=cfg.warmup_ratio,  # a float below 1 is a ratio of the total steps
+        lr_scheduler_type="linear",
+        eval_strategy=by, save_strategy=by, logging_strategy=by,
+        eval_steps=cfg.eval_steps, save_steps=cfg.eval_steps, logging_steps=cfg.eval_steps,
+        load_best_model_at_end=True, metric_for_best_model=metric, greater_is_better=True,
+        save_total_limit=2,
+        seed=cfg.seed, data_seed=cfg.seed,
+        bf16=bf16, fp16=cuda and not bf16,
+        report_to="none",
+        disable_tqdm=False,
+        dataloader_num_workers=0,
+    )
+
+
+def callbacks(cfg: TrainConfig) -> list:
+    return [EarlyStoppingCallback(cfg.early_stopping_patience)] if cfg.early_stopping_patience else []
+
+
+def with_lora(model, cfg: TrainConfig, task_type: str, head: str):
+    """Full fine-tuning returns the model as it is; LoRA wraps it so that only low-rank adapters
+    and the new head (`head`) train — a few MB to ship instead of the whole encoder."""
+    if cfg.finetune == "full":
+        return model
+    from peft import LoraConfig, get_peft_model
+
+    lora = LoraConfig(task_type=task_type, r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
+                      target_modules=cfg.lora.target_modules, layers_to_transform=cfg.lora.layers_to_transform,
+                      modules_to_save=[head])
+    return get_peft_model(model, lora)
+
+
+def save_trained(trainer, tokenizer, cfg: TrainConfig, metrics: dict, started: float, extra_card: str = "") -> Path:
+    """Save the best model as a standard Hugging Face folder (merged weights in safetensors,
+    config.json with id2label, tokenizer), the LoRA adapter beside it in `adapter/`, the resolved
+    config, a stamp of the data and config hashes, and a model card."""
+    out = cfg.output_dir
+    out.mkdir(parents=True, exist_ok=True)
+    model = trainer.model
+    if cfg.finetune == "lora":
+        model.save_pretrained(out / "adapter")
+        # The adapter names its base as given in the config (a hub id), not as the local path it
+        # was resolved to here, so the folder loads on any machine.
+        adapter_config = out / "adapter" / "adapter_config.json"
+        adapter_config.write_text(json.dumps(dict(json.loads(adapter_config.read_text()),
+                                                  base_model_name_or_path=cfg.base_model), indent=1))
+        tokenizer.save_pretrained(out / "adapter")
+        model.base_model.model.config.save_pretrained(out / "adapter")  # id2label for the adapter form
+        model = model.merge_and_unload()
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    (out / "diplotag_config.yaml").write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+    stamp = {"task": cfg.task, "config_sha256": cfg.sha256(),
+             "data_sha256": file_sha256(cfg.train_file, cfg.dev_file),
+             "train_file": str(cfg.train_file), "dev_file": str(cfg.dev_file),
+             "base_model": cfg.base_model, "finetune": cfg.finetune,
+             "train_seconds": round(time.time() - started, 1), "dev_metrics": metrics}
+    (out / "stamp.json").write_text(json.dumps(stamp, indent=1))
+    (out / "README.md").write_text(model_card(cfg, stamp, extra_card))
+    return out
+
+
+def model_card(cfg: TrainConfig, stamp: dict, extra: str) -> str:
+    rows = "\n".join(f"| {k} | {v:.4f} |" if isinstance(v, float) else f"| {k} | {v} |"
+                     for k, v in stamp["dev_metrics"].items())
+    what = ("token classification (BIO tags over statement spans)" if cfg.task == "tagger"
+            else "sequence classification of a marked statement's stance")
+    return f"""---
+library_name: transformers
+pipeline_tag: {"token-classification" if cfg.task == "tagger" else "text-classification"}
+base_model: {cfg.base_model}
+tags: [diplotag]
+---
+# diplotag {cfg.task}
+
+{what.capitalize()}, fine-tuned from `{cfg.base_model}` ({cfg.finetune} fine-tuning) by
+`diplotag train {cfg.task}`. Labels: {", ".join(cfg.labels)}.
+
+## Dev metrics (best checkpoint)
+
+| metric | value |
+|---|---|
+{rows}
+
+{extra}
+## Provenance
+
+- train file: `{cfg.train_file}`; dev file: `{cfg.dev_file}`
+- data sha256 (train + dev): `{stamp["data_sha256"]}`
+- config sha256: `{stamp["config_sha256"]}`
+- training time: {stamp["train_seconds"]} s on {platform.machine()} ({torch.get_num_threads()} threads,
+  {"CUDA" if torch.cuda.is_available() else "CPU"}), torch {torch.__version__}
+
+## Config
+
+```yaml
+{yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)}```
+
+## Use
+
+```python
+from transformers import pipeline
+nlp = pipeline("{"token-classification" if cfg.task == "tagger" else "text-classification"}", model="PATH")
+```
+"""
+
+
+def base_path(cfg: TrainConfig) -> str:
+    return resolve_base(cfg.base_model)

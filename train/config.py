@@ -1,0 +1,110 @@
+"""The training config: one YAML file, validated in full before any work starts.
+
+Every field can be overridden from the command line with `--set key=value` (values
+are read as YAML, so `--set epochs=3`, `--set lora.r=8`, `--set labels=[A,B]`).
+The resolved config is written beside the model as `diplotag_config.yaml`.
+"""
+import hashlib
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+
+class LoraSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    r: int = Field(16, gt=0)
+    alpha: int = Field(32, gt=0)
+    dropout: float = Field(0.05, ge=0, lt=1)
+    target_modules: list[str] = ["query", "key", "value", "dense"]
+    layers_to_transform: list[int] | None = None       # None = every layer; the top ones train fastest
+
+
+class TrainConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    task: Literal["tagger", "stance"]
+    base_model: str = "sentence-transformers/all-MiniLM-L6-v2"
+    train_file: Path
+    dev_file: Path
+    data_format: Literal["jsonl", "conll"] = "jsonl"
+    labels: list[str] = Field(min_length=1)          # span labels (tagger) or stances (stance model)
+    output_dir: Path
+
+    # the model
+    finetune: Literal["full", "lora"] = "lora"
+    lora: LoraSettings = LoraSettings()
+    max_length: int = Field(256, ge=16)
+    stride: int = Field(64, ge=0)                      # tagger: token overlap between windows
+    label_all_subtokens: bool = False                  # tagger: run_ner.py's --label_all_tokens
+    class_weighting: Literal["none", "sqrt_inverse"] = "sqrt_inverse"   # tagger: against the mass of O
+    boundary_jitter: int = Field(2, ge=0)              # stance: max words moved at each span edge
+    jitter_copies: int = Field(1, ge=0)                # stance: jittered copies of each gold span
+    context_sentences: int = Field(1, ge=0)            # stance: sentences of context before the span's own
+
+    # the optimisation
+    epochs: float = Field(10, gt=0)
+    batch_size: int = Field(16, gt=0)
+    gradient_accumulation_steps: int = Field(1, gt=0)
+    learning_rate: float = Field(5e-5, gt=0)
+    weight_decay: float = Field(0.01, ge=0)
+    warmup_ratio: float = Field(0.1, ge=0, lt=1)
+    early_stopping_patience: int = Field(3, ge=0)      # evaluations without improvement; 0 = off
+    eval_steps: int | None = Field(None, gt=0)         # evaluate/save every N steps; None = every epoch
+    seed: int = 42
+    max_train_docs: int | None = Field(None, gt=0)     # for smoke tests and learning curves
+
+    @model_validator(mode="after")
+    def _check(self):
+        for name in ("train_file", "dev_file"):
+            if not getattr(self, name).is_file():
+                raise ValueError(f"{name}: no such file: {getattr(self, name)}")
+        if self.stride >= self.max_length - 2:
+            raise ValueError(f"stride ({self.stride}) must be smaller than max_length - 2 ({self.max_length - 2})")
+        if len(set(self.labels)) != len(self.labels):
+            raise ValueError(f"labels: duplicates in {self.labels}")
+        return self
+
+    def sha256(self) -> str:
+        return hashlib.sha256(yaml.safe_dump(self.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()
+
+
+def _set_dotted(tree: dict, dotted: str, value) -> None:
+    *parents, leaf = dotted.split(".")
+    for p in parents:
+        tree = tree.setdefault(p, {})
+    tree[leaf] = value
+
+
+def load_config(path, overrides=(), root: Path | None = None) -> TrainConfig:
+    """Read, override and validate a config. Relative paths are taken from `root` (default:
+    the current directory). Raises ValueError with every problem in one message."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"no such config file: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ValueError(f"{path}: not valid YAML: {err}") from None
+    for item in overrides:
+        key, eq, value = item.partition("=")
+        if not eq:
+            raise ValueError(f"--set expects key=value, got {item!r}")
+        _set_dotted(raw, key.strip(), yaml.safe_load(value))
+    root = Path(root or ".")
+    for key in ("train_file", "dev_file", "output_dir"):
+        if isinstance(raw.get(key), str) and not Path(raw[key]).is_absolute():
+            raw[key] = str(root / raw[key])
+    try:
+        return TrainConfig.model_validate(raw)
+    except ValidationError as err:
+        problems = "\n".join(f"  {'.'.join(map(str, e['loc'])) or 'config'}: {e['msg']}" for e in err.errors())
+        raise ValueError(f"{path}: invalid config:\n{problems}") from None
+
+
+def file_sha256(*paths) -> str:
+    h = hashlib.sha256()
+    for p in paths:
+        h.update(Path(p).read_bytes())
+    return h.hexdigest()

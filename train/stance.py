@@ -1,0 +1,96 @@
+"""Fine-tune the stance classifier: (label in words, statement marked in its context) →
+support / oppose / neutral.
+
+Trained on gold spans plus copies whose edges are moved by a few words, so that it
+judges the tagger's slightly-off spans as it judges gold ones.
+"""
+import random
+import time
+
+import numpy as np
+from datasets import Dataset
+from sklearn.metrics import accuracy_score, f1_score
+from transformers import (AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding, Trainer,
+                          set_seed)
+
+from ..data.sentences import sentence_bounds
+from ..model.stance import stance_input
+from .common import base_path, callbacks, load_split, save_trained, training_arguments, with_lora
+from .config import TrainConfig
+
+
+def jittered(text: str, start: int, end: int, max_words: int, rng: random.Random) -> tuple[int, int]:
+    """Move each edge of [start, end) by up to `max_words` words, inward or outward, keeping the
+    span non-empty and trimmed."""
+    words = [(i, i + len(w)) for i, w in _word_positions(text)]
+    inside = [k for k, (a, b) in enumerate(words) if a >= start and b <= end]
+    if not inside:
+        return start, end
+    first, last = inside[0], inside[-1]
+    first = min(max(0, first + rng.randint(-max_words, max_words)), last)
+    last = max(min(len(words) - 1, last + rng.randint(-max_words, max_words)), first)
+    return words[first][0], words[last][1]
+
+
+def _word_positions(text: str):
+    pos = 0
+    for w in text.split():
+        pos = text.index(w, pos)
+        yield pos, w
+        pos += len(w)
+
+
+def stance_examples(records, cfg: TrainConfig, label2id: dict, jitter: bool) -> list[dict]:
+    rng = random.Random(cfg.seed)
+    rows = []
+    for r in records:
+        text, bounds = r["text"], sentence_bounds(r["text"])
+        for s in r["spans"]:
+            edges = [(s["start"], s["end"])]
+            if jitter:
+                edges += [jittered(text, s["start"], s["end"], cfg.boundary_jitter, rng)
+                          for _ in range(cfg.jitter_copies)]
+            for a, b in edges:
+                first, second = stance_input(text, bounds, a, b, s["label"], cfg.context_sentences)
+                rows.append({"first": first, "second": second, "label": label2id[s["stance"]]})
+    return rows
+
+
+def train_stance(cfg: TrainConfig, resume: bool = False):
+    started = time.time()
+    set_seed(cfg.seed)
+    label2id = {s: i for i, s in enumerate(cfg.labels)}
+    id2label = dict(enumerate(cfg.labels))
+    base = base_path(cfg)
+    tokenizer = AutoTokenizer.from_pretrained(base)
+
+    def tokenize(batch):
+        return tokenizer(batch["first"], batch["second"], truncation="only_second", max_length=cfg.max_length)
+
+    splits = {}
+    for name, path, jitter in (("train", cfg.train_file, True), ("dev", cfg.dev_file, False)):
+        rows = stance_examples(load_split(cfg, path, "stance"), cfg, label2id, jitter)
+        splits[name] = Dataset.from_list(rows).map(tokenize, batched=True, remove_columns=["first", "second"])
+
+    model = AutoModelForSequenceClassification.from_pretrained(base, num_labels=len(cfg.labels), id2label=id2label,
+                                                               label2id=label2id)
+    model = with_lora(model, cfg, "SEQ_CLS", head="classifier")
+
+    def metrics(pred):
+        logits, gold = pred
+        best = np.asarray(logits).argmax(-1)
+        return {"macro_f1": f1_score(gold, best, average="macro", labels=list(id2label)),
+                "accuracy": accuracy_score(gold, best)}
+
+    trainer = Trainer(
+        model=model, args=training_arguments(cfg, "eval_macro_f1"),
+        train_dataset=splits["train"], eval_dataset=splits["dev"], processing_class=tokenizer,
+        data_collator=DataCollatorWithPadding(tokenizer), compute_metrics=metrics, callbacks=callbacks(cfg),
+    )
+    trainer.train(resume_from_checkpoint=resume or None)
+    dev = {k: v for k, v in trainer.evaluate().items() if k.startswith("eval_") and isinstance(v, float)}
+    card = (f"Training data: {len(splits['train'])} statements ({cfg.jitter_copies} jittered copies of each gold span, "
+            f"edges moved up to {cfg.boundary_jitter} words); dev: {len(splits['dev'])} gold statements.\n")
+    if trainer.is_world_process_zero():
+        save_trained(trainer, tokenizer, cfg, dev, started, card)
+    return dev
