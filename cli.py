@@ -21,19 +21,6 @@ def cmd_data_validate(args) -> int:
     return 1 if total_errors else 0
 
 
-def _write_records(records, path, fmt) -> list[str]:
-    from .data import convert
-    from .data.schema import write_jsonl
-
-    if fmt == "conll":
-        return convert.write_conll(records, path)
-    if fmt == "label-studio":
-        Path(path).write_text(json.dumps(convert.to_label_studio(records), ensure_ascii=False, indent=1))
-        return []
-    write_jsonl(convert.to_doccano(records) if fmt == "doccano" else records, path)
-    return []
-
-
 FORMATS = ("jsonl", "conll", "label-studio", "doccano")
 
 
@@ -43,7 +30,7 @@ def _guess_format(path: str) -> str:
 
 
 def cmd_data_convert(args) -> int:
-    from .data.convert import read_records
+    from .data.convert import read_records, write_records
     from .data.schema import parse_record
 
     records = read_records(args.input, args.source or _guess_format(args.input))
@@ -54,7 +41,7 @@ def cmd_data_convert(args) -> int:
         if errors:
             print("\n".join(errors), file=sys.stderr)
             return 1
-    for warning in _write_records(records, args.output, target):
+    for warning in write_records(records, args.output, target):
         print(f"warning: {warning}", file=sys.stderr)
     print(f"{args.output}: {len(records)} records ({target})", file=sys.stderr)
     return 0
@@ -87,6 +74,8 @@ def cmd_data_stats(args) -> int:
 def cmd_train(args) -> int:
     from .train.config import load_config
 
+    if args.what == "all" and args.config:
+        raise ValueError("train all reads configs/tagger.yaml and configs/stance.yaml; --config is for one model")
     jobs = {"tagger": [args.config or "configs/tagger.yaml"], "stance": [args.config or "configs/stance.yaml"],
             "all": ["configs/tagger.yaml", "configs/stance.yaml"]}[args.what]
     configs = [load_config(path, args.set) for path in jobs]  # every config checked before any work
@@ -97,6 +86,12 @@ def cmd_train(args) -> int:
             from .train.stance import train_stance as train
         dev = train(cfg, resume=args.resume)
         print(f"{cfg.task}: {cfg.output_dir}: " + ", ".join(f"{k}={v:.4f}" for k, v in dev.items()))
+        if args.ship and int(os.environ.get("RANK", "0")) == 0:  # one process copies, under accelerate too
+            from .model.base import DEFAULT_MODELS
+            from .train.common import ship_as_default
+
+            ship_as_default(cfg.output_dir, DEFAULT_MODELS / cfg.task)
+            print(f"shipped {cfg.output_dir} as {DEFAULT_MODELS / cfg.task}", file=sys.stderr)
     return 0
 
 
@@ -124,8 +119,8 @@ def cmd_tag(args) -> int:
     else:
         tmp = tempfile.NamedTemporaryFile(suffix=".jsonl", delete=False)
         out = tmp.name
-    if world > 1 and out == "-":
-        raise ValueError("a sharded run needs -o OUT.jsonl")
+    if world > 1 and (args.format != "jsonl" or out == "-" or "-" in args.inputs):
+        raise ValueError("a sharded run reads files (not -) and writes --format jsonl to -o OUT.jsonl")
     target = f"{out}.shard{rank}of{world}" if world > 1 else out
     run_tag_job(tagger, read_inputs(args.inputs), target, batch_docs=args.batch_docs, strict=args.strict,
                 resume=args.resume, progress=not args.quiet, rank=rank, world=world)
@@ -159,7 +154,7 @@ def cmd_data_agreement(args) -> int:
         print(f"wrote {len(ids)} plain documents to {args.plain_dir}", file=sys.stderr)
         return 0
     figures, notes = agreement.score()
-    agreement.write_agreement(figures, notes, args.notes or "")
+    agreement.write_agreement(figures, notes, Path(args.notes).read_text().strip() if args.notes else "")
     print(json.dumps(figures, indent=1))
     return 0
 
@@ -198,6 +193,43 @@ def cmd_bench_re3d(args) -> int:
     return 0
 
 
+def cmd_bench_speed(args) -> int:
+    from .eval.bench import run_speed_bench
+
+    command = (f"diplotag bench speed --docs {args.docs} --threads {args.threads} --backend {args.backend}"
+               + (f" --model {args.model}" if args.model != "default" else ""))
+    r = run_speed_bench(args.model, args.docs, threads=args.threads, backend=args.backend, out_json=args.out,
+                        command=command)
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{r['workload']['documents']} articles, {r['workload']['tokens']} tokens, "
+                        f"{args.threads} threads, backend {args.backend}")
+    for col in ("system", "seconds", "docs/s", "tokens/s", "peak RSS MB"):
+        table.add_column(col, justify="right")
+    for name in ("diplotag", "pipeline"):
+        x = r[name]
+        table.add_row(name, f"{x['seconds']:.1f}", f"{x['docs_per_s']:.2f}", f"{x['tokens_per_s']:.0f}",
+                      str(x["peak_rss_mb"]))
+    console = Console()
+    console.print(table)
+    console.print(f"speed-up {r['speedup']}×, statements agreeing {100 * r['agreement']:.1f}%; "
+                  f"{r['achieved_gflops']} GFLOP/s of a {r['matmul_peak_gflops']} GFLOP/s matmul peak "
+                  f"(MFU {100 * r['model_flops_utilisation']:.1f}%)")
+    for s in r["scaling"]:
+        console.print(f"  {s['documents']:>5} docs, {s['tokens']:>7} tokens: {s['seconds_per_1k_tokens']:.4f} s per 1k tokens")
+    print(f"wrote {args.out}", file=sys.stderr)
+    return 0
+
+
+def cmd_bench_ablations(args) -> int:
+    from .eval.ablations import run_ablations
+
+    for r in run_ablations(args.config, args.only, args.retrain, args.out)["runs"]:
+        print(f"{r['name']}: dev F1 {r['dev_metrics']['eval_f1']:.4f}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="diplotag", description=__doc__)
     verbs = parser.add_subparsers(dest="verb", required=True)
@@ -225,7 +257,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = data_verbs.add_parser("agreement", help="blind second annotation: export a sample, or score it")
     p.add_argument("--export", type=int, metavar="N", help="export a fixed sample of N documents as plain text")
     p.add_argument("--plain-dir", default="data/agreement/plain")
-    p.add_argument("--notes", help="how disagreements were resolved (goes into the data card)")
+    p.add_argument("--notes", default="data/agreement/NOTES.md",
+                   help="file saying how disagreements were resolved (goes into the data card)")
     p.set_defaults(func=cmd_data_agreement)
 
     p = verbs.add_parser("tag", help="find statements and their stance in documents")
@@ -237,8 +270,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, … (default: cuda when there is one)")
     p.add_argument("--batch-size", type=int, default=32, help="windows (and statements) per forward pass")
     p.add_argument("--batch-docs", type=int, default=64, help="documents read, tagged and written per batch")
-    p.add_argument("--max-length", type=int, default=512, help="tokens per window")
-    p.add_argument("--stride", type=int, default=128, help="tokens of overlap between windows")
+    p.add_argument("--max-length", type=int, help="tokens per window (default: as the tagger was trained)")
+    p.add_argument("--stride", type=int, help="tokens of overlap between windows (default: as in training)")
     p.add_argument("--strict", action="store_true", help="stop at the first bad record instead of reporting it")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run into the same -o file")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
@@ -263,6 +296,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--out", default="eval/results/re3d.json")
     p.set_defaults(func=cmd_bench_re3d)
+    p = bench_verbs.add_parser("speed", help="batch inference against transformers' pipeline on a fixed workload")
+    p.add_argument("--model", default="default")
+    p.add_argument("--docs", type=int, default=300)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--backend", choices=["torch", "int8"], default="torch")
+    p.add_argument("--out", default="eval/results/bench.json")
+    p.set_defaults(func=cmd_bench_speed)
+    p = bench_verbs.add_parser("ablations", help="tagger dev F1: shipped form vs no class weights vs full fine-tuning")
+    p.add_argument("--config", default="configs/tagger.yaml")
+    p.add_argument("--only", type=int, nargs="*", help="run only these variants (0, 1, 2)")
+    p.add_argument("--retrain", action="store_true", help="train again even where a finished run exists")
+    p.add_argument("--out", default="eval/results/ablations.json")
+    p.set_defaults(func=cmd_bench_ablations)
 
     p = verbs.add_parser("train", help="fine-tune the tagger, the stance model, or both")
     p.add_argument("what", choices=["tagger", "stance", "all"])
@@ -270,6 +316,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value, e.g. --set epochs=3 --set lora.r=8 (repeatable)")
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in output_dir")
+    p.add_argument("--ship", action="store_true",
+                   help="copy the trained adapters to model/default/ (what `make models` does)")
     p.set_defaults(func=cmd_train)
     return parser
 

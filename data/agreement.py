@@ -11,9 +11,9 @@ from pathlib import Path
 
 from sklearn.metrics import cohen_kappa_score
 
-from .build import CORPUS_DIR, SPLITS
+from .build import CORPUS_DIR, load_splits
 from .markup import load_source_file
-from .schema import load_corpus
+from .spans import match_spans, overlaps, prf
 
 SECOND_DIR = Path(__file__).resolve().parent / "agreement" / "second"
 
@@ -21,7 +21,7 @@ SECOND_DIR = Path(__file__).resolve().parent / "agreement" / "second"
 def sample_ids(n: int, seed: int = 13) -> list[str]:
     """A fixed random sample, stratified by split in proportion to its size."""
     rng = random.Random(seed)
-    records = {s: load_corpus(CORPUS_DIR / f"{s}.jsonl") for s in SPLITS}
+    records = load_splits()
     total = sum(map(len, records.values()))
     ids = []
     for split, recs in records.items():
@@ -32,7 +32,7 @@ def sample_ids(n: int, seed: int = 13) -> list[str]:
 
 def export_plain(ids, out_dir: Path) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
-    by_id = {r["id"]: r for s in SPLITS for r in load_corpus(CORPUS_DIR / f"{s}.jsonl")}
+    by_id = {r["id"]: r for recs in load_splits().values() for r in recs}
     for rid in ids:
         text = by_id[rid]["text"]
         crlf = "\r\n" in text
@@ -40,54 +40,53 @@ def export_plain(ids, out_dir: Path) -> None:
         (out_dir / f"{rid}.txt").write_text(header + "---\n" + text.replace("\r\n", "\n") + "\n", encoding="utf-8")
 
 
-def _overlap(a, b):
-    return a["start"] < b["end"] and b["start"] < a["end"]
+def _same_label(a, b):
+    return overlaps(a, b) and a["label"] == b["label"]
+
+
+def _exact(a, b):
+    return (a["start"], a["end"], a["label"]) == (b["start"], b["end"], b["label"])
 
 
 def score(second_dir: Path = SECOND_DIR) -> tuple[dict, list[str]]:
     """Agreement of the second annotation with the corpus: span F1 (exact: same label and
-    offsets; overlap: same label, overlapping), Cohen's kappa on stance over span pairs that
-    match by overlap and label. Returns the figures and a list of disagreements."""
-    gold = {r["id"]: r for s in SPLITS for r in load_corpus(CORPUS_DIR / f"{s}.jsonl")}
-    exact = overlap_a = overlap_b = n_a = n_b = 0
+    offsets; overlap: same label, overlapping; spans paired one to one), Cohen's kappa on
+    stance over the pairs matched by overlap and label. Returns the figures and the list of
+    disagreements."""
+    gold = {r["id"]: r for recs in load_splits().values() for r in recs}
+    exact = overlap = n_a = n_b = 0
     stance_a, stance_b, notes = [], [], []
     files = sorted(second_dir.glob("*.txt"))
     for path in files:
         second = load_source_file(path)
+        if second["id"] not in gold:
+            raise ValueError(f"{path}: id {second['id']!r} is not in the corpus")
         first = gold[second["id"]]
         if second["text"] != first["text"]:
             raise ValueError(f"{path}: the annotated text differs from the corpus text of {second['id']}")
         a, b, text = first["spans"], second["spans"], first["text"]
         n_a, n_b = n_a + len(a), n_b + len(b)
-        exact += sum(any(x["start"] == y["start"] and x["end"] == y["end"] and x["label"] == y["label"] for y in b)
-                     for x in a)
-        overlap_a += sum(any(_overlap(x, y) and x["label"] == y["label"] for y in b) for x in a)
-        overlap_b += sum(any(_overlap(x, y) and x["label"] == y["label"] for y in a) for x in b)
-        for x in a:
-            match = next((y for y in b if _overlap(x, y) and x["label"] == y["label"]), None)
-            if match:
-                stance_a.append(x["stance"])
-                stance_b.append(match["stance"])
-                if match["stance"] != x["stance"]:
-                    notes.append(f"{first['id']}\tSTANCE\t{x['label']}\tcorpus={x['stance']} second={match['stance']}\t"
-                                 f"{text[x['start']:x['end']]}")
-                elif (match["start"], match["end"]) != (x["start"], x["end"]):
-                    notes.append(f"{first['id']}\tEXTENT\t{x['label']}\tcorpus={text[x['start']:x['end']]!r}\t"
-                                 f"second={text[match['start']:match['end']]!r}")
-            else:
+        exact += sum(y is not None for _, y in match_spans(a, b, _exact)[0])
+        pairs, only_second = match_spans(a, b, _same_label)
+        overlap += sum(y is not None for _, y in pairs)
+        for x, y in pairs:
+            if y is None:
                 notes.append(f"{first['id']}\tONLY_CORPUS\t{x['label']}/{x['stance']}\t{text[x['start']:x['end']]}")
-        for y in b:
-            if not any(_overlap(x, y) and x["label"] == y["label"] for x in a):
-                notes.append(f"{first['id']}\tONLY_SECOND\t{y['label']}/{y['stance']}\t{text[y['start']:y['end']]}")
-
-    def f1(p_hits, r_hits):
-        p, r = p_hits / max(1, n_b), r_hits / max(1, n_a)
-        return 2 * p * r / (p + r) if p + r else 0.0
-
+                continue
+            stance_a.append(x["stance"])
+            stance_b.append(y["stance"])
+            if y["stance"] != x["stance"]:
+                notes.append(f"{first['id']}\tSTANCE\t{x['label']}\tcorpus={x['stance']} second={y['stance']}\t"
+                             f"{text[x['start']:x['end']]}")
+            elif (y["start"], y["end"]) != (x["start"], x["end"]):
+                notes.append(f"{first['id']}\tEXTENT\t{x['label']}\tcorpus={text[x['start']:x['end']]!r}\t"
+                             f"second={text[y['start']:y['end']]!r}")
+        notes += [f"{first['id']}\tONLY_SECOND\t{y['label']}/{y['stance']}\t{text[y['start']:y['end']]}"
+                  for y in only_second]
+    kappa = cohen_kappa_score(stance_a, stance_b) if len(set(stance_a + stance_b)) > 1 else None
     figures = {"documents": len(files), "spans_corpus": n_a, "spans_second": n_b,
-               "span_f1_exact": round(f1(exact, exact), 4), "span_f1_overlap": round(f1(overlap_b, overlap_a), 4),
-               "stance_kappa": round(cohen_kappa_score(stance_a, stance_b), 4) if stance_a else 0.0,
-               "stance_pairs": len(stance_a)}
+               "span_f1_exact": prf(exact, n_b, n_a)["f1"], "span_f1_overlap": prf(overlap, n_b, n_a)["f1"],
+               "stance_kappa": round(kappa, 4) if kappa is not None else None, "stance_pairs": len(stance_a)}
     return figures, notes
 
 

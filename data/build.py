@@ -3,7 +3,7 @@ import json
 from pathlib import Path
 
 from .markup import load_source_file
-from .schema import parse_record
+from .schema import load_corpus, parse_record
 
 SPLITS = ("train", "dev", "test")
 CORPUS_DIR = Path(__file__).resolve().parent / "corpus"
@@ -44,3 +44,8 @@ def build_corpus(corpus_dir: Path = CORPUS_DIR, check: bool = False) -> dict[str
     if stale:
         raise ValueError(f"out of date with their sources: {', '.join(stale)} (run `diplotag data build`)")
     return counts
+
+
+def load_splits(corpus_dir: Path = CORPUS_DIR) -> dict[str, list[dict]]:
+    """The compiled corpus: split name → its records."""
+    return {s: load_corpus(corpus_dir / f"{s}.jsonl") for s in SPLITS}

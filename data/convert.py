@@ -38,7 +38,8 @@ def read_conll(path) -> list[dict]:
             docs.append(list(sentences))
             sentences.clear()
 
-    for lineno, line in enumerate(raw.splitlines(), 1):
+    for lineno, line in enumerate(raw.split("\n"), 1):
+        line = line.rstrip("\r")
         if not line.strip():
             end_sentence()
             if not has_docstart:
@@ -174,6 +175,9 @@ def from_label_studio(tasks, path="<label studio>") -> list[dict]:
         regions = {}
         for item in source:
             v = item.get("value", {})
+            if item.get("type") in ("labels", "choices") and not (isinstance(v.get("start"), int)
+                                                                   and isinstance(v.get("end"), int)):
+                raise ValueError(f"{path}: task {n} ({task.get('id')}): a region without integer start/end")
             region = regions.setdefault(item.get("id") or (v.get("start"), v.get("end")),
                                         {"start": v.get("start"), "end": v.get("end")})
             if item.get("type") == "labels":
@@ -198,13 +202,17 @@ def to_doccano(records) -> list[dict]:
             for r in records]
 
 
-def from_doccano(rows) -> list[dict]:
+def from_doccano(rows, path="<doccano>") -> list[dict]:
     """doccano's sequence-labelling JSONL: `label: [[start, end, name]]`, or the newer
     `entities: [{start_offset, end_offset, label}]`."""
     records = []
     for n, row in enumerate(rows):
-        triples = row.get("label") or [(e["start_offset"], e["end_offset"], e["label"])
-                                       for e in row.get("entities", [])]
+        try:
+            triples = row.get("label") or [(e["start_offset"], e["end_offset"], e["label"])
+                                           for e in row.get("entities", [])]
+            triples = [(int(a), int(b), str(name)) for a, b, name in triples]
+        except (KeyError, TypeError, ValueError) as err:
+            raise ValueError(f"{path}: row {n + 1} ({row.get('id')}): malformed label or entity: {err!r}") from None
         spans = []
         for start, end, name in triples:
             label, _, stance = name.partition("/")
@@ -226,12 +234,36 @@ def read_records(path, fmt: str) -> list[dict]:
     if fmt == "label-studio":
         return from_label_studio(read_json_or_jsonl(path), str(path))
     if fmt == "doccano":
-        return from_doccano(read_json_or_jsonl(path))
+        return from_doccano(read_json_or_jsonl(path), str(path))
     raise ValueError(f"unknown format {fmt!r}")
+
+
+def write_records(records, path, fmt: str) -> list[str]:
+    """Write records in any supported format; returns warnings for what the format cannot hold."""
+    from .schema import write_jsonl
+
+    if fmt == "conll":
+        return write_conll(records, path)
+    if fmt == "label-studio":
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump(to_label_studio(records), f, ensure_ascii=False, indent=1)
+        return []
+    write_jsonl(to_doccano(records) if fmt == "doccano" else records, path)
+    return []
 
 
 def read_json_or_jsonl(path):
     raw = open(path, encoding="utf-8").read()
     if raw.lstrip().startswith("["):
-        return json.loads(raw)
-    return [json.loads(line) for line in raw.splitlines() if line.strip()]
+        try:
+            return json.loads(raw)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path}:{err.lineno}: not JSON: {err.msg}") from None
+    rows = []
+    for lineno, line in enumerate(raw.split("\n"), 1):
+        if line.strip():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as err:
+                raise ValueError(f"{path}:{lineno}: not JSON: {err.msg}") from None
+    return rows

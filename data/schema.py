@@ -47,9 +47,13 @@ def span_errors(record: Record, labels=LABELS, stances=STANCES, require_stance=T
         elif text[s.start:s.end] != text[s.start:s.end].strip():
             errors.append(f"{where}: white space at a span edge in {text[s.start:s.end]!r}")
     ordered = sorted(enumerate(record.spans), key=lambda p: (p[1].start, p[1].end))
-    for (i, a), (j, b) in zip(ordered, ordered[1:]):
-        if b.start < a.end:
+    reach = None  # the span that reaches furthest so far: any later span starting before its end overlaps
+    for j, b in ordered:
+        if reach is not None and b.start < reach[1].end:
+            i, a = reach
             errors.append(f"span {j} [{b.start}:{b.end}] overlaps span {i} [{a.start}:{a.end}]")
+        if reach is None or b.end > reach[1].end:
+            reach = (j, b)
     return errors
 
 

@@ -6,9 +6,8 @@ from collections import Counter
 from itertools import combinations
 from pathlib import Path
 
-from .build import CORPUS_DIR, SPLITS
+from .build import CORPUS_DIR, load_splits
 from .markup import LABELS, STANCES
-from .schema import load_corpus
 from .sentences import sentence_bounds
 
 AGREEMENT_FILE = CORPUS_DIR / "agreement.json"
@@ -43,7 +42,7 @@ def near_copies(records, threshold=0.5) -> list[tuple[str, str, float]]:
 
 
 def corpus_stats(corpus_dir: Path = CORPUS_DIR) -> dict:
-    splits = {s: load_corpus(corpus_dir / f"{s}.jsonl") for s in SPLITS}
+    splits = load_splits(corpus_dir)
     everything = [r for recs in splits.values() for r in recs]
     spans = [s for r in everything for s in r["spans"]]
     per_label = {lab: Counter(s["stance"] for s in spans if s["label"] == lab) for lab in LABELS}
@@ -61,6 +60,7 @@ def corpus_stats(corpus_dir: Path = CORPUS_DIR) -> dict:
         return Counter(x for r in everything for x in r["meta"].get(field, []))
 
     dates = sorted(r["meta"]["date"] for r in everything if r["meta"].get("date"))
+    similarities = list(pairwise_5gram_jaccard(everything))
     doc_words = [len(r["text"].split()) for r in everything]
     return {
         "documents": {s: len(recs) for s, recs in splits.items()},
@@ -81,8 +81,8 @@ def corpus_stats(corpus_dir: Path = CORPUS_DIR) -> dict:
         "equipment": dict(inventory("equipment").most_common()),
         "seas": dict(inventory("seas").most_common()),
         "crlf_documents": sum("\r\n" in r["text"] for r in everything),
-        "near_copies": near_copies(everything),
-        "max_5gram_jaccard": round(max((j for _, _, j in pairwise_5gram_jaccard(everything)), default=0.0), 4),
+        "near_copies": [(a, b, round(j, 3)) for a, b, j in similarities if j >= 0.5],
+        "max_5gram_jaccard": round(max((j for _, _, j in similarities), default=0.0), 4),
         "agreement": json.loads(AGREEMENT_FILE.read_text()) if AGREEMENT_FILE.exists() else None,
     }
 
@@ -128,7 +128,9 @@ def render_data_card(st: dict) -> str:
                 "| measure | value |", "|---|---|",
                 f"| span F1, exact (label and offsets) | {agr['span_f1_exact']:.3f} |",
                 f"| span F1, overlap (label, any overlap) | {agr['span_f1_overlap']:.3f} |",
-                f"| Cohen's kappa, stance on overlapping same-label spans | {agr['stance_kappa']:.3f} (n={agr['stance_pairs']}) |",
+                f"| Cohen's kappa, stance on overlapping same-label spans | "
+                f"{'undefined' if agr['stance_kappa'] is None else format(agr['stance_kappa'], '.3f')} "
+                f"(n={agr['stance_pairs']}) |",
                 "", agr.get("notes", "")]
     else:
         out.append("No second annotation yet.")

@@ -7,12 +7,12 @@
 """
 import re
 
+from sklearn.dummy import DummyClassifier
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 
-from ..data.sentences import sentence_bounds
-from ..model.stance import stance_input
+from ..model.stance import stance_inputs
 
 TRIGGERS = {
     "EQUIPMENT_TRANSFER": r"\b(transfer(?:s|red)?|deliver(?:y|ies|ed|s)?|export(?:s|ed)?|sale|sells?|sold|donat(?:e|ed|ion)"
@@ -53,8 +53,7 @@ def stance_texts(records, spans_per_record=None):
     rows = []
     for i, r in enumerate(records):
         spans = r["spans"] if spans_per_record is None else spans_per_record[i]
-        bounds = sentence_bounds(r["text"]) if spans else []
-        rows += [" | ".join(stance_input(r["text"], bounds, s["start"], s["end"], s["label"])) for s in spans]
+        rows += [" | ".join(pair) for pair in stance_inputs(r["text"], spans)]
     return rows
 
 
@@ -62,7 +61,10 @@ class TfidfStance:
     def __init__(self, train_records):
         self.model = make_pipeline(TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True),
                                    LogisticRegression(max_iter=2000, class_weight="balanced"))
-        self.model.fit(stance_texts(train_records), [s["stance"] for r in train_records for s in r["spans"]])
+        stances = [s["stance"] for r in train_records for s in r["spans"]]
+        if len(set(stances)) < 2:  # logistic regression needs two classes; predict the only one seen
+            self.model = make_pipeline(TfidfVectorizer(), DummyClassifier(strategy="most_frequent"))
+        self.model.fit(stance_texts(train_records), stances)
 
     def predict(self, records, spans_per_record=None):
         """(stance per span, probabilities per span in support/oppose/neutral order)."""
@@ -71,5 +73,6 @@ class TfidfStance:
             return [], []
         probs = self.model.predict_proba(texts)
         classes = list(self.model.classes_)
-        order = [classes.index(s) for s in ("support", "oppose", "neutral")]
-        return [classes[i] for i in probs.argmax(1)], [[float(p[i]) for i in order] for p in probs]
+        full = [[float(p[classes.index(s)]) if s in classes else 0.0 for s in ("support", "oppose", "neutral")]
+                for p in probs]  # a stance absent from the training data gets probability 0
+        return [classes[i] for i in probs.argmax(1)], full

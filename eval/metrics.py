@@ -15,6 +15,7 @@ from seqeval.scheme import IOB2
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
 
 from ..data.convert import word_tokens
+from ..data.spans import match_spans, overlaps, prf
 
 STANCES = ["support", "oppose", "neutral"]
 
@@ -53,23 +54,6 @@ def nervaluate_scores(gold, pred, labels) -> dict:
     return out
 
 
-def _overlaps(a, b):
-    return a["start"] < b["end"] and b["start"] < a["end"]
-
-
-def match_spans(gold_spans, pred_spans):
-    """Pairs (gold, pred) of overlapping spans (best overlap first), then the unmatched of each side."""
-    pairs, used = [], set()
-    for g in gold_spans:
-        best = max((p for i, p in enumerate(pred_spans) if i not in used and _overlaps(g, p)),
-                   key=lambda p: min(g["end"], p["end"]) - max(g["start"], p["start"]), default=None)
-        if best is not None:
-            used.add(pred_spans.index(best))
-        pairs.append((g, best))
-    spurious = [p for i, p in enumerate(pred_spans) if i not in used]
-    return pairs, spurious
-
-
 def label_confusion(gold, pred, labels) -> dict:
     names = list(labels) + ["O"]
     y_true, y_pred = [], []
@@ -80,6 +64,8 @@ def label_confusion(gold, pred, labels) -> dict:
             y_pred.append(ps["label"] if ps else "O")
         y_true += ["O"] * len(spurious)
         y_pred += [s["label"] for s in spurious]
+    if not y_true:
+        return {"labels": names, "matrix": [[0] * len(names) for _ in names]}
     return {"labels": names, "matrix": confusion_matrix(y_true, y_pred, labels=names).tolist()}
 
 
@@ -88,7 +74,7 @@ def expected_calibration_error(confidence, correct, bins=10) -> tuple[float, lis
     edges = np.linspace(0, 1, bins + 1)
     ece, table = 0.0, []
     for lo, hi in zip(edges, edges[1:]):
-        inside = (confidence > lo) & (confidence <= hi)
+        inside = ((confidence > lo) | (lo == 0)) & (confidence <= hi)  # the first bin holds 0 too
         if inside.any():
             acc, conf = correct[inside].mean(), confidence[inside].mean()
             ece += inside.mean() * abs(acc - conf)
@@ -99,26 +85,24 @@ def expected_calibration_error(confidence, correct, bins=10) -> tuple[float, lis
 
 def end_to_end(gold, pred) -> dict:
     """A predicted statement is right when label, offsets and stance all match (strict), or when
-    label and stance match and the spans overlap (lenient)."""
+    label and stance match and the spans overlap (lenient); each gold statement matches one
+    prediction at most."""
+    def strict(a, b):
+        return (a["start"], a["end"], a["label"], a.get("stance")) == (b["start"], b["end"], b["label"], b.get("stance"))
+
+    def lenient(a, b):
+        return overlaps(a, b) and a["label"] == b["label"] and a.get("stance") == b.get("stance")
+
     out = {}
-    for mode in ("strict", "overlap"):
-        hits_p = hits_g = n_p = n_g = 0
-        for g, p in zip(gold, pred):
-            n_g, n_p = n_g + len(g["spans"]), n_p + len(p["spans"])
-
-            def same(a, b):
-                where = (a["start"], a["end"]) == (b["start"], b["end"]) if mode == "strict" else _overlaps(a, b)
-                return where and a["label"] == b["label"] and a.get("stance") == b.get("stance")
-
-            hits_g += sum(any(same(x, y) for y in p["spans"]) for x in g["spans"])
-            hits_p += sum(any(same(x, y) for x in g["spans"]) for y in p["spans"])
-        prec, rec = hits_p / max(1, n_p), hits_g / max(1, n_g)
-        out[mode] = {"precision": round(prec, 4), "recall": round(rec, 4),
-                     "f1": round(2 * prec * rec / (prec + rec), 4) if prec + rec else 0.0}
+    for mode, same in (("strict", strict), ("overlap", lenient)):
+        hits = sum(p is not None for g, q in zip(gold, pred) for _, p in match_spans(g["spans"], q["spans"], same)[0])
+        out[mode] = prf(hits, sum(len(q["spans"]) for q in pred), sum(len(g["spans"]) for g in gold))
     return out
 
 
 def stance_scores(gold_stances, predicted, probabilities=None) -> dict:
+    if not gold_stances:
+        return {"n": 0}
     out = {"accuracy": round(accuracy_score(gold_stances, predicted), 4),
            "macro_f1": round(f1_score(gold_stances, predicted, labels=STANCES, average="macro", zero_division=0), 4),
            "confusion": {"labels": STANCES, "matrix": confusion_matrix(gold_stances, predicted, labels=STANCES).tolist()},

@@ -21,7 +21,7 @@ def score_on_conll(model_dir, test_file) -> dict:
     that starts where it starts."""
     from ..model.tagger import Tagger
 
-    tagger = Tagger.from_pretrained(model_dir, device="auto", max_length=128, stride=32)
+    tagger = Tagger.from_pretrained(model_dir, device="auto")  # windows as in training
     gold = read_conll(test_file)
     pred = tagger.find_spans([r["text"] for r in gold])
     y_true = [word_tags(r["text"], r["spans"], r["spans"]) for r in gold]

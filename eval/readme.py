@@ -45,9 +45,39 @@ def re3d_table(res) -> list[str]:
     return lines
 
 
+def speed_table(res) -> list[str]:
+    w, a, b = res["workload"], res["diplotag"], res["pipeline"]
+    lines = [f"Batch inference on this 2-core CPU, {w['documents']} articles of {w['words_min']} to {w['words_max']} "
+             f"words ({w['tokens']} tokens), {res['threads']} threads, from `{res['command']}`:", "",
+             "| system | seconds | documents/s | tokens/s | peak memory |", "|---|---|---|---|---|",
+             f"| `diplotag tag` (backend {res['backend']}) | {a['seconds']} | {a['docs_per_s']} | {a['tokens_per_s']:.0f} "
+             f"| {a['peak_rss_mb']} MB |",
+             f"| transformers `pipeline` (token- then text-classification) | {b['seconds']} | {b['docs_per_s']} | "
+             f"{b['tokens_per_s']:.0f} | {b['peak_rss_mb']} MB |", "",
+             f"Speed-up {res['speedup']}× with {100 * res['agreement']:.1f}% of statements (offsets, label, stance) "
+             f"found by both. Compute: {res['achieved_gflops']} GFLOP/s against a measured fp32 matmul peak of "
+             f"{res['matmul_peak_gflops']} GFLOP/s (model FLOPs utilisation {100 * res['model_flops_utilisation']:.0f}%). "
+             "Cost per 1,000 tokens at three workload sizes: "
+             + ", ".join(f"{s['documents']} documents ({s['tokens']} tokens): {s['seconds_per_1k_tokens']:.3f} s"
+                         for s in res["scaling"]) + "."]
+    return lines
+
+
+def ablation_table(res) -> list[str]:
+    lines = ["Tagger choices on the dev split (seqeval strict F1 of the best checkpoint; each row one `diplotag train "
+             "tagger` run, stamps collected by `diplotag bench ablations`):", "",
+             "| run | settings | dev F1 | dev P | dev R | training time |", "|---|---|---|---|---|---|"]
+    for r in res["runs"]:
+        m = r["dev_metrics"]
+        lines.append(f"| {r['name']} | {r['settings']} | **{m['eval_f1']:.3f}** | {m['eval_precision']:.3f} | "
+                     f"{m['eval_recall']:.3f} | {r['train_seconds']:.0f} s |")
+    return lines
+
+
 def results_section() -> str:
     parts = []
-    for name, render in (("test/results.json", test_table), ("re3d.json", re3d_table)):
+    for name, render in (("test/results.json", test_table), ("ablations.json", ablation_table),
+                         ("re3d.json", re3d_table), ("bench.json", speed_table)):
         res = _load(name)
         if res:
             parts += render(res) + [""]

@@ -1,6 +1,7 @@
 """`diplotag eval`: score a model (or a predictions file) and the two baselines on a gold file;
 write results.json, report.md, PNG plots and errors.tsv."""
 import json
+import re
 from pathlib import Path
 
 from ..data.markup import LABELS
@@ -29,7 +30,9 @@ def model_predictions(model_dir, gold, **kw):
 
     tagger = Tagger.from_pretrained(model_dir, **kw)
     pred = tagger.tag([{"id": r["id"], "text": r["text"]} for r in gold])
-    spans = [[dict(s) for s in r["spans"]] for r in gold]
+    if tagger.stance_model is None:  # a tagger alone: no stance on gold spans to score
+        return pred, None
+    spans = [[{k: s[k] for k in ("start", "end", "label")} for s in r["spans"]] for r in gold]
     tagger.predict_stance([r["text"] for r in gold], spans)
     stances = [s["stance"] for doc in spans for s in doc]
     probs = [[s["stance_scores"][k] for k in metrics.STANCES] for doc in spans for s in doc]
@@ -65,6 +68,10 @@ def error_lines(gold, pred) -> list[str]:
     return lines
 
 
+def slug(name: str) -> str:
+    return re.sub(r"[^\w.-]+", "-", name).strip("-")
+
+
 def plot(results: dict, out_dir: Path) -> list[str]:
     import matplotlib
 
@@ -97,7 +104,7 @@ def plot(results: dict, out_dir: Path) -> list[str]:
                         label=f"{label} (ECE {cal['ece']:.3f})")
         ax.set_xlabel("confidence"), ax.set_ylabel("accuracy"), ax.set_title("reliability"), ax.legend()
         fig.tight_layout()
-        path = out_dir / f"{name}.png"
+        path = out_dir / f"{slug(name)}.png"
         fig.savefig(path, dpi=90)
         plt.close(fig)
         files.append(path.name)
@@ -123,7 +130,7 @@ def markdown(results: dict) -> str:
             s, nv = r["seqeval"].get(lab, {}), r["nervaluate"].get(lab, {})
             lines.append(f"| {lab} | {s.get('precision', 0):.3f} | {s.get('recall', 0):.3f} | {s.get('f1-score', 0):.3f} | "
                          f"{nv.get('partial', 0):.3f} | {nv.get('ent_type', 0):.3f} |")
-        lines += ["", f"![{name}]({name}.png)"]
+        lines += ["", f"![{name}]({slug(name)}.png)"]
     lines += ["", "Errors of the first system (every false positive and negative, with its sentence): `errors.tsv`."]
     return "\n".join(lines) + "\n"
 
@@ -141,6 +148,10 @@ def run_eval(data_file, out_dir, model_dir=None, pred_file=None, train_file=None
         if missing:
             raise ValueError(f"{pred_file}: no prediction for {len(missing)} gold records, e.g. {missing[:3]}")
         pred = [by_id[r["id"]] for r in gold]
+        changed = [r["id"] for r, p in zip(gold, pred) if r["text"] != p["text"]]
+        if changed:
+            raise ValueError(f"{pred_file}: the text of {len(changed)} records differs from the gold text, "
+                             f"e.g. {changed[:3]}: offsets would not line up")
         systems["predictions"] = score_system(gold, pred)
         first_pred = first_pred or pred
     if baselines:

@@ -19,16 +19,29 @@ from tqdm import tqdm
 TEXT_SUFFIXES = {".txt", ".text", ".md"}
 
 
+class BadRecord(dict):
+    """An input that cannot be tagged; it is written out as it is, with its `error`. (A type of
+    its own, so that an input record that happens to have an `error` field is still tagged.)"""
+
+
 def _error(rid, source, message, record=None):
     out = {k: v for k, v in (record or {}).items() if k not in ("text", "spans")}
-    return dict(out, id=str(rid), error=message, source=source)
+    return BadRecord(out, id=str(rid), error=message, source=source)
 
 
 def _jsonl_records(lines, name):
+    """Records of JSONL lines (bytes or str; a line is cut at "\n" only, since JSON text may hold
+    U+2028 and other characters that str.splitlines() breaks at)."""
     for lineno, line in enumerate(lines, 1):
+        source = f"{name}:{lineno}"
+        if isinstance(line, bytes):
+            try:
+                line = line.decode("utf-8")
+            except UnicodeDecodeError as err:
+                yield _error(source, source, f"not UTF-8: {err.reason} at byte {err.start}")
+                continue
         if not line.strip():
             continue
-        source = f"{name}:{lineno}"
         try:
             obj = json.loads(line)
         except json.JSONDecodeError as err:
@@ -66,7 +79,7 @@ def read_inputs(paths):
         if arg == "-":
             data = sys.stdin.read()
             if data.lstrip().startswith("{"):
-                yield from _jsonl_records(data.splitlines(), "<stdin>")
+                yield from _jsonl_records(data.split("\n"), "<stdin>")
             elif data.strip():
                 yield {"id": "stdin", "text": data}
             else:
@@ -79,7 +92,7 @@ def read_inputs(paths):
         elif not path.exists():
             raise FileNotFoundError(f"no such input: {arg}")
         elif path.suffix.lower() in (".jsonl", ".ndjson", ".json"):
-            with open(path, encoding="utf-8", errors="replace", newline="") as f:
+            with open(path, "rb") as f:
                 yield from _jsonl_records(f, str(path))
         else:
             yield _text_file(path, path.name)
@@ -96,21 +109,24 @@ def complete_records(path: Path) -> int:
     return keep.count(b"\n")
 
 
-def tag_batch(tagger, batch):
-    """Tag a batch; a document that makes the model fail becomes an error record, not a lost one."""
-    good = [r for r in batch if "error" not in r]
+def tag_batch(tagger, batch, strict=False):
+    """Tag a batch; a document that makes the model fail becomes an error record, not a lost
+    one (with `strict`, the failure stops the job)."""
+    good = [r for r in batch if not isinstance(r, BadRecord)]
     try:
         tagged = iter(tagger.tag(good))
     except Exception:  # noqa: BLE001 - isolate the document at fault, keep the rest
+        if strict:
+            raise
         tagged = iter([_tag_one(tagger, r) for r in good])
-    return [r if "error" in r else next(tagged) for r in batch]
+    return [r if isinstance(r, BadRecord) else next(tagged) for r in batch]
 
 
 def _tag_one(tagger, record):
     try:
         return tagger.tag([record])[0]
     except Exception as err:  # noqa: BLE001
-        return _error(record["id"], record.get("source", record["id"]), f"tagging failed: {err!r}", record)
+        return _error(record["id"], record["id"], f"tagging failed: {err!r}", record)
 
 
 def run_tag_job(tagger, inputs, out_path, *, batch_docs=64, strict=False, resume=False, progress=True,
@@ -128,10 +144,10 @@ def run_tag_job(tagger, inputs, out_path, *, batch_docs=64, strict=False, resume
     out = sys.stdout if to_stdout else open(out_path, "a" if resume else "w", encoding="utf-8")
     with out:
         while batch := list(islice(todo, batch_docs)):
-            bad = next((r for r in batch if "error" in r), None)
+            bad = next((r for r in batch if isinstance(r, BadRecord)), None)
             if strict and bad:
                 raise ValueError(f"{bad['source']}: {bad['id']}: {bad['error']}")
-            for record in tag_batch(tagger, batch):
+            for record in tag_batch(tagger, batch, strict):
                 out.write(json.dumps(record, ensure_ascii=False) + "\n")
             out.flush()
             if not to_stdout:
@@ -147,14 +163,14 @@ def merge_shards(shards: list[Path], out_path: Path) -> int:
     files = [open(s, encoding="utf-8") for s in shards]
     n = 0
     with open(out_path, "w", encoding="utf-8") as out:
-        while True:
-            line = files[n % len(files)].readline()
-            if not line:
-                break
+        while line := files[n % len(files)].readline():
             out.write(line)
             n += 1
+    left = [str(s) for s, f in zip(shards, files) if f.readline()]
     for f in files:
         f.close()
+    if left:  # shard i holds record k*n+i: a shard that ends early means lost records
+        raise ValueError(f"shards out of step after {n} records: {', '.join(left)} still hold records")
     return n
 
 

@@ -3,7 +3,7 @@ before, where the holder often stands) with the statement marked by « ».
 
 The same function builds training examples and inference inputs, so the two never drift.
 """
-from ..data.sentences import sentence_of
+from ..data.sentences import sentence_bounds, sentence_of
 
 MARK_OPEN, MARK_CLOSE = "«", "»"
 CONTEXT_CHARS = 600  # at most this much context on each side of the statement
@@ -21,3 +21,13 @@ def stance_input(text: str, bounds, start: int, end: int, label: str, context_se
     a, b = max(a, start - CONTEXT_CHARS), min(b, end + CONTEXT_CHARS)
     context = f"{text[a:start]}{MARK_OPEN} {text[start:end]} {MARK_CLOSE}{text[end:b]}"
     return label_words(label), " ".join(context.split())
+
+
+def stance_inputs(text: str, spans, context_sentences=1, bounds=None) -> list[tuple[str, str]]:
+    """`stance_input` for every span of one document. Sentences are segmented only around the
+    spans (their lines and the lines before), unless `bounds` are given."""
+    if not spans:
+        return []
+    if bounds is None:
+        bounds = sentence_bounds(text, near=[(s["start"], s["end"]) for s in spans], lines_before=context_sentences)
+    return [stance_input(text, bounds, s["start"], s["end"], s["label"], context_sentences) for s in spans]

@@ -14,12 +14,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import yaml
 from transformers import AutoConfig, AutoModelForSequenceClassification, AutoModelForTokenClassification, AutoTokenizer
 
 from ..data.align import bio_to_char_spans, encode_documents, merge_window_probs, special_tokens_template, window_features
-from ..data.sentences import sentence_bounds
 from .base import DEFAULT_MODELS, resolve_base
-from .stance import stance_input
+from .stance import stance_inputs
 
 
 def load_model(path, auto_cls):
@@ -54,14 +54,19 @@ def _pad(rows, pad_id):
 
 class Tagger:
     def __init__(self, tagger_model, tagger_tokenizer, stance_model=None, stance_tokenizer=None, *,
-                 max_length=512, stride=128, batch_size=32, stance_max_length=160, device="cpu"):
+                 max_length=512, stride=128, batch_size=32, stance_max_length=160, context_sentences=1,
+                 device="cpu"):
         self.model, self.tokenizer = tagger_model.eval().to(device), tagger_tokenizer
         self.stance_model = stance_model.eval().to(device) if stance_model is not None else None
         self.stance_tokenizer = stance_tokenizer
         self.max_length = min(max_length, self.tokenizer.model_max_length)
-        self.stride, self.batch_size, self.stance_max_length, self.device = stride, batch_size, stance_max_length, device
+        self.stride, self.batch_size, self.device = stride, batch_size, device
+        self.stance_max_length, self.context_sentences = stance_max_length, context_sentences
         self.id2label = {int(k): v for k, v in self.model.config.id2label.items()}
         self.template = special_tokens_template(tagger_tokenizer)
+        window = self.max_length - len(self.template[0]) - len(self.template[1])
+        if not 0 <= stride < window:
+            raise ValueError(f"stride ({stride}) must be below the window's {window} tokens (max_length {max_length})")
 
     @classmethod
     def from_pretrained(cls, path="default", stance_path=None, backend="torch", device="auto", **kw):
@@ -73,6 +78,16 @@ class Tagger:
             raise FileNotFoundError(f"no model folder at {root}")
         tagger_dir = root / "tagger" if (root / "tagger").is_dir() else root
         stance_dir = Path(stance_path) if stance_path else (root / "stance" if (root / "stance").is_dir() else None)
+        # windows as in training unless asked otherwise: the run's config travels with the model
+        kw = {k: v for k, v in kw.items() if v is not None}
+        for folder, keys in ((tagger_dir, {"max_length": "max_length", "stride": "stride"}),
+                             (stance_dir, {"max_length": "stance_max_length",
+                                           "context_sentences": "context_sentences"})):
+            trained = folder / "diplotag_config.yaml" if folder else None
+            if trained and trained.exists():
+                settings = yaml.safe_load(trained.read_text())
+                for key, arg in keys.items():
+                    kw.setdefault(arg, settings[key])
         tagger = load_model(tagger_dir, AutoModelForTokenClassification)
         stance = load_model(stance_dir, AutoModelForSequenceClassification) if stance_dir else None
         if backend == "int8":
@@ -117,13 +132,13 @@ class Tagger:
 
     def predict_stance(self, texts: list[str], spans_per_doc: list[list[dict]]) -> None:
         """Add `stance` and `stance_scores` to every span, in place."""
+        if self.stance_model is None:
+            return
         pairs, where = [], []
         for text, spans in zip(texts, spans_per_doc):
-            bounds = sentence_bounds(text) if spans else []
-            for s in spans:
-                pairs.append(stance_input(text, bounds, s["start"], s["end"], s["label"]))
-                where.append(s)
-        if not pairs or self.stance_model is None:
+            pairs += stance_inputs(text, spans, self.context_sentences)
+            where += spans
+        if not pairs:
             return
         enc = self.stance_tokenizer([a for a, _ in pairs], [b for _, b in pairs], truncation="only_second",
                                     max_length=self.stance_max_length)

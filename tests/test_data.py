@@ -26,7 +26,7 @@ BAD_LINES = {  # line → (record or raw line, the error it must produce)
     6: ({"id": "f", "text": "some text", "spans": [span(3, 3)]}, "empty span"),
     7: ({"id": "g", "text": "some text", "spans": [span(5, 2)]}, "inverted span"),
     8: ({"id": "h", "text": "some text", "spans": [span(4, 9)]}, "white space at a span edge"),
-    9: ({"id": "i", "text": "some longer text", "spans": [span(0, 11), span(5, 16)]}, "overlaps"),
+    9: ({"id": "i", "text": "some longer text", "spans": [span(0, 16), span(2, 4), span(5, 11)]}, "overlaps span 0"),
     10: ({"id": "j", "text": "some text", "spans": [span(0, 4, label="WEAPON")]}, "unknown label 'WEAPON'"),
     11: ({"id": "k", "text": "some text", "spans": [span(0, 4, stance="maybe")]}, "unknown stance 'maybe'"),
 }
@@ -47,14 +47,14 @@ def test_validate_reports_every_error_with_file_line_and_id(bad_file):
         rid = value["id"] if isinstance(value, dict) else "?"
         prefix = f"{bad_file}:{line + 1}: {rid}: "
         assert any(e.startswith(prefix) and message in e for e in errors), (prefix, message, errors)
-    assert len(errors) == len(BAD_LINES)
+    assert len(errors) == len(BAD_LINES) + 1  # line 10 holds two overlaps, both reported
 
 
 def test_validate_command_lists_all_and_fails(bad_file, capsys):
     assert main(["data", "validate", str(bad_file)]) == 1
     out = capsys.readouterr().out.splitlines()
-    assert len(out) == len(BAD_LINES)
-    with pytest.raises(ValueError, match="11 errors"):
+    assert len(out) == len(BAD_LINES) + 1
+    with pytest.raises(ValueError, match="12 errors"):
         load_corpus(bad_file)
 
 
@@ -117,3 +117,17 @@ def test_label_studio_export_with_annotations_prefers_the_annotation(seed_record
     task["annotations"] = [{"result": task["predictions"][0]["result"][:2]}]  # a corrected task
     rec = convert.from_label_studio([task])[0]
     assert rec["spans"] == [seed_record["spans"][0]]
+
+
+def test_sentences_near_spans_give_the_same_stance_context_as_all_sentences():
+    from diplotag.data.build import CORPUS_DIR
+    from diplotag.data.sentences import sentence_bounds
+    from diplotag.model.stance import stance_input
+
+    for r in load_corpus(CORPUS_DIR / "dev.jsonl"):
+        full = sentence_bounds(r["text"])
+        near = sentence_bounds(r["text"], near=[(s["start"], s["end"]) for s in r["spans"]])
+        assert len(near) <= len(full)
+        for s in r["spans"]:
+            args = (s["start"], s["end"], s["label"])
+            assert stance_input(r["text"], near, *args) == stance_input(r["text"], full, *args)

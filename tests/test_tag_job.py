@@ -119,3 +119,25 @@ def test_html_page_highlights_each_statement(tiny_models):
     page = render_html(records + [{"id": "bad", "error": "no 'text' field"}])
     assert page.startswith("<!DOCTYPE html>") and page.count("<mark") == len(records[0]["spans"]) + 3  # + legend
     assert "<two>" not in page and "&lt;" in page and "&amp;" in page and "no &#x27;text&#x27; field" in page
+
+
+CHROMIUM = next((p for p in ("/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome")
+                 if os.path.exists(p)), None)
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="no Chromium here (apt-get install chromium)")
+def test_html_page_renders_in_headless_chromium(tmp_path, tiny_models):
+    from PIL import Image, ImageStat
+
+    records = Tagger.from_pretrained(tiny_models, device="cpu").tag([(FIXTURES / "seed_article.txt").read_text()])
+    page = tmp_path / "page.html"
+    page.write_text(render_html(records), encoding="utf-8")
+    shot = tmp_path / "shot.png"
+    subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                    f"--user-data-dir={tmp_path / 'profile'}", f"--screenshot={shot}", "--window-size=1000,800",
+                    page.as_uri()], check=True, capture_output=True, timeout=120)
+    image = Image.open(shot).convert("RGB")
+    colours = {c for _, c in image.getcolors(maxcolors=1 << 20)}
+    assert (0x7a, 0xec, 0xec) in colours or (0xfe, 0xca, 0x74) in colours or (0xff, 0x95, 0x61) in colours
+    assert max(ImageStat.Stat(image).stddev) > 10  # not a blank page

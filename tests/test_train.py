@@ -1,6 +1,7 @@
 """Training machinery on tiny random models: config validation, the saved Hugging Face folder,
 resume after an interruption, and a 2-process data-parallel run on CPU."""
 import json
+import math
 import os
 import signal
 import subprocess
@@ -92,32 +93,46 @@ def _cli(*args):
 
 
 def test_resume_after_interruption_mid_epoch(tmp_path, tiny_base, small_corpus):
-    path = tiny_config(tmp_path, tiny_base, small_corpus, epochs=6, batch_size=1, eval_steps=3,
+    path = tiny_config(tmp_path, tiny_base, small_corpus, epochs=20, batch_size=8, eval_steps=3,
                        early_stopping_patience=0)
     env = dict(os.environ, HF_HUB_OFFLINE="1")
     proc = subprocess.Popen(_cli("train", "tagger", "--config", str(path)), env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     checkpoints = tmp_path / "tagger" / "checkpoints"
+
+    def steps_saved():
+        return [int(p.name.split("-")[1]) for p in checkpoints.glob("checkpoint-*")]
+
     deadline = time.time() + 300
-    while time.time() < deadline and not list(checkpoints.glob("checkpoint-6")):
-        time.sleep(0.2)
+    while time.time() < deadline and max(steps_saved(), default=0) < 6:
+        time.sleep(0.1)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    steps_per_epoch = 9 * 1  # nine small documents, one window each at most… counted below
-    last = max(int(p.name.split("-")[1]) for p in checkpoints.glob("checkpoint-*"))
+    last = max(steps_saved())
     assert not (tmp_path / "tagger" / "model.safetensors").exists(), "the first run was stopped before the end"
     done = subprocess.run(_cli("train", "tagger", "--config", str(path), "--resume"), env=env,
                           capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
-    state = json.loads(max(checkpoints.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
-                       .joinpath("trainer_state.json").read_text())
-    assert state["epoch"] == pytest.approx(6) and state["global_step"] > last
+    final = max(steps_saved())
+    state = json.loads((checkpoints / f"checkpoint-{final}" / "trainer_state.json").read_text())
+    assert state["epoch"] == pytest.approx(20) and final > last
     assert (tmp_path / "tagger" / "model.safetensors").exists()
-    del steps_per_epoch
+
+
+def count_windows(small_corpus, tiny_base):
+    from transformers import AutoTokenizer
+
+    from diplotag.data.align import encode_document, window_bounds, special_tokens_template
+
+    tok = AutoTokenizer.from_pretrained(tiny_base)
+    prefix, suffix = special_tokens_template(tok)
+    return sum(len(window_bounds(len(encode_document(tok, json.loads(line)["text"]).input_ids),
+                                 64 - len(prefix) - len(suffix), 16))
+               for line in open(small_corpus / "train.jsonl"))
 
 
 def test_two_process_data_parallel_training_on_cpu(tmp_path, tiny_base, small_corpus):
-    path = tiny_config(tmp_path, tiny_base, small_corpus, epochs=1, finetune="full")
+    path = tiny_config(tmp_path, tiny_base, small_corpus, epochs=1, finetune="full", early_stopping_patience=0)
     env = dict(os.environ, HF_HUB_OFFLINE="1")
     done = subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2",
                            "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
@@ -125,5 +140,7 @@ def test_two_process_data_parallel_training_on_cpu(tmp_path, tiny_base, small_co
                           env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-3000:]
     state = json.loads(next((tmp_path / "tagger" / "checkpoints").glob("checkpoint-*/trainer_state.json")).read_text())
-    assert state["train_batch_size"] == 4
+    n = count_windows(small_corpus, tiny_base)
+    assert math.ceil(n / 4) != math.ceil(math.ceil(n / 2) / 4)  # the two cases are told apart
+    assert state["global_step"] == math.ceil(math.ceil(n / 2) / 4), "each process took half the windows"
     assert (tmp_path / "tagger" / "model.safetensors").exists()

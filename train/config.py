@@ -67,7 +67,10 @@ class TrainConfig(BaseModel):
         return self
 
     def sha256(self) -> str:
-        return hashlib.sha256(yaml.safe_dump(self.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()
+        """Hash of the settings that shape the model; where files live is left out (the data
+        has its own hash), so the same run from another folder stamps the same."""
+        settings = self.model_dump(mode="json", exclude={"train_file", "dev_file", "output_dir"})
+        return hashlib.sha256(yaml.safe_dump(settings, sort_keys=True).encode()).hexdigest()
 
 
 def _set_dotted(tree: dict, dotted: str, value) -> None:

@@ -14,8 +14,9 @@ from transformers import (AutoModelForSequenceClassification, AutoTokenizer, Dat
                           set_seed)
 
 from ..data.sentences import sentence_bounds
-from ..model.stance import stance_input
-from .common import base_path, callbacks, load_split, save_trained, training_arguments, with_lora
+from ..model.stance import stance_inputs
+from .common import (base_path, callbacks, load_split, save_trained, train_tokens_per_second, training_arguments,
+                     with_lora)
 from .config import TrainConfig
 
 
@@ -44,15 +45,15 @@ def stance_examples(records, cfg: TrainConfig, label2id: dict, jitter: bool) -> 
     rng = random.Random(cfg.seed)
     rows = []
     for r in records:
-        text, bounds = r["text"], sentence_bounds(r["text"])
+        text, spans = r["text"], []
         for s in r["spans"]:
-            edges = [(s["start"], s["end"])]
+            spans.append(s)
             if jitter:
-                edges += [jittered(text, s["start"], s["end"], cfg.boundary_jitter, rng)
-                          for _ in range(cfg.jitter_copies)]
-            for a, b in edges:
-                first, second = stance_input(text, bounds, a, b, s["label"], cfg.context_sentences)
-                rows.append({"first": first, "second": second, "label": label2id[s["stance"]]})
+                spans += [dict(s, start=a, end=b) for a, b in
+                          (jittered(text, s["start"], s["end"], cfg.boundary_jitter, rng) for _ in range(cfg.jitter_copies))]
+        for s, (first, second) in zip(spans, stance_inputs(text, spans, cfg.context_sentences,
+                                                           bounds=sentence_bounds(text))):
+            rows.append({"first": first, "second": second, "label": label2id[s["stance"]]})
     return rows
 
 
@@ -87,10 +88,10 @@ def train_stance(cfg: TrainConfig, resume: bool = False):
         train_dataset=splits["train"], eval_dataset=splits["dev"], processing_class=tokenizer,
         data_collator=DataCollatorWithPadding(tokenizer), compute_metrics=metrics, callbacks=callbacks(cfg),
     )
-    trainer.train(resume_from_checkpoint=resume or None)
+    run = trainer.train(resume_from_checkpoint=resume or None)
     dev = {k: v for k, v in trainer.evaluate().items() if k.startswith("eval_") and isinstance(v, float)}
     card = (f"Training data: {len(splits['train'])} statements ({cfg.jitter_copies} jittered copies of each gold span, "
             f"edges moved up to {cfg.boundary_jitter} words); dev: {len(splits['dev'])} gold statements.\n")
     if trainer.is_world_process_zero():
-        save_trained(trainer, tokenizer, cfg, dev, started, card)
+        save_trained(trainer, tokenizer, cfg, dev, started, card, train_tokens_per_second(run, splits["train"]))
     return dev

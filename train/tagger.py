@@ -17,7 +17,8 @@ from transformers import (AutoModelForTokenClassification, AutoTokenizer, DataCo
                           Trainer, set_seed)
 
 from ..data.align import IGNORE, bio_labels, char_spans_to_bio, encode_documents, special_tokens_template, window_features
-from .common import base_path, callbacks, load_split, save_trained, training_arguments, with_lora
+from .common import (base_path, callbacks, fresh_or_resumed, load_split, save_trained, train_tokens_per_second,
+                     training_arguments, with_lora)
 from .config import TrainConfig
 
 
@@ -69,6 +70,7 @@ def seqeval_metrics(id2label: dict):
 
 def train_tagger(cfg: TrainConfig, resume: bool = False):
     started = time.time()
+    fresh_or_resumed(cfg, resume)
     set_seed(cfg.seed)
     tags = bio_labels(cfg.labels)
     label2id = {t: i for i, t in enumerate(tags)}
@@ -89,9 +91,14 @@ def train_tagger(cfg: TrainConfig, resume: bool = False):
     weights = class_weights(train_ds, len(tags)) if cfg.class_weighting == "sqrt_inverse" else None
 
     def weighted_loss(outputs, labels, num_items_in_batch=None):
+        # Trainer hands over the labelled-token count of the whole accumulated (and, across
+        # processes, gathered) batch; summing and dividing by it keeps the loss scale right
+        # under gradient accumulation and data parallelism.
         logits = outputs["logits"]
-        return F.cross_entropy(logits.view(-1, logits.size(-1)).float(), labels.view(-1),
-                               weight=weights.to(logits.device), ignore_index=IGNORE)
+        loss = F.cross_entropy(logits.view(-1, logits.size(-1)).float(), labels.view(-1),
+                               weight=weights.to(logits.device), ignore_index=IGNORE, reduction="sum")
+        n = num_items_in_batch if num_items_in_batch is not None else (labels != IGNORE).sum()
+        return loss / n
 
     compute = seqeval_metrics(id2label)
     reports = {}
@@ -108,13 +115,12 @@ def train_tagger(cfg: TrainConfig, resume: bool = False):
         compute_loss_func=weighted_loss if weights is not None else None,
         compute_metrics=metrics, callbacks=callbacks(cfg),
     )
-    trainer.train(resume_from_checkpoint=resume or None)
+    run = trainer.train(resume_from_checkpoint=resume or None)
     dev = trainer.evaluate()  # the best checkpoint, loaded at the end of training
     dev = {k: v for k, v in dev.items() if k.startswith("eval_") and isinstance(v, float)}
-    n_tokens = sum(len(x) for x in train_ds["input_ids"])
     card = (f"## Per-label dev scores (seqeval, strict IOB2)\n\n```\n{reports['last']}```\n\n"
-            f"Training data: {len(train_records)} documents, {len(train_ds)} windows, {n_tokens} tokens per epoch.\n"
+            f"Training data: {len(train_records)} documents, {len(train_ds)} windows of up to {cfg.max_length} tokens.\n"
             f"Class imbalance: {cfg.class_weighting} class weights on the cross-entropy.\n")
     if trainer.is_world_process_zero():
-        save_trained(trainer, tokenizer, cfg, dev, started, card)
+        save_trained(trainer, tokenizer, cfg, dev, started, card, train_tokens_per_second(run, train_ds))
     return dev

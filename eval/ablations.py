@@ -1,0 +1,32 @@
+"""`diplotag bench ablations`: the tagger's dev F1 in its shipped form (LoRA, class weights)
+against the same run without class weights and with full fine-tuning."""
+import json
+from pathlib import Path
+
+from ..train.common import stamp_is_current
+from ..train.config import load_config
+
+VARIANTS = {"shipped (LoRA, sqrt-inverse class weights)": [],
+            "no class weights": ["class_weighting=none"],
+            "full fine-tuning": ["finetune=full", "learning_rate=5.0e-5"]}
+
+
+def run_ablations(config, only=None, retrain=False, out_json=None) -> dict:
+    from ..train.tagger import train_tagger
+
+    runs = []
+    for i, (name, sets) in enumerate(VARIANTS.items()):
+        if only and i not in only:
+            continue
+        # the shipped form is what `make models` trained into runs/tagger: reused when its stamp is current
+        cfg = load_config(config, [*sets] + ([f"output_dir=runs/ablations/{i}"] if sets else []))
+        stamp_file = cfg.output_dir / "stamp.json"
+        if retrain or not (stamp_file.exists() and stamp_is_current(json.loads(stamp_file.read_text()), cfg)):
+            train_tagger(cfg)
+        stamp = json.loads(stamp_file.read_text())
+        runs.append({"name": name, "settings": " ".join(sets) or str(config),
+                     "dev_metrics": stamp["dev_metrics"], "train_seconds": stamp["train_seconds"]})
+    result = {"config": str(config), "runs": runs}
+    if out_json:
+        Path(out_json).write_text(json.dumps(result, indent=1))
+    return result

@@ -1,0 +1,181 @@
+"""`diplotag bench speed`: batch inference against the obvious alternative, on the same machine,
+models and workload.
+
+The workload is fixed and reproducible: articles assembled from the corpus texts by a seeded
+generator, from a few sentences to over 3,000 words. Each system runs in a fresh process
+(so peak resident memory is its own): `diplotag tag`'s job (`run_tag_job`) and transformers'
+`pipeline("token-classification", aggregation_strategy="first", stride=…)` per article
+followed by `pipeline("text-classification")` per statement found. Both must find the same
+statements (≥ 99% agreement) for the speed ratio to count.
+"""
+import json
+import multiprocessing as mp
+import random
+import resource
+import tempfile
+import time
+from pathlib import Path
+
+from ..data.build import load_splits
+
+
+def workload(n_docs: int, seed: int = 0) -> list[dict]:
+    """`n_docs` articles: a third short (2–6 sentences of one document), the rest whole corpus
+    documents joined into articles of 1 to 12 documents (about 250 to 3,500 words)."""
+    rng = random.Random(seed)
+    texts = [r["text"] for recs in load_splits().values() for r in recs]
+    docs = []
+    for i in range(n_docs):
+        if i % 3 == 0:
+            sentences = rng.choice(texts).split(". ")
+            k = rng.randint(2, 6)
+            text = ". ".join(sentences[:k]).strip()
+        else:
+            text = "\n\n".join(rng.sample(texts, rng.choice([1, 1, 2, 3, 4, 6, 8, 12])))
+        docs.append({"id": f"bench-{i:04d}", "text": text})
+    return docs
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _run_diplotag(model, docs, backend, threads, queue):
+    import torch
+
+    from ..model.batch import run_tag_job
+    from ..model.tagger import Tagger
+
+    torch.set_num_threads(threads)
+    tagger = Tagger.from_pretrained(model, backend=backend, device="cpu")
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "out.jsonl"
+        start = time.perf_counter()
+        run_tag_job(tagger, docs, out, progress=False)
+        seconds = time.perf_counter() - start
+        records = [json.loads(line) for line in open(out)]
+    queue.put({"seconds": seconds, "peak_rss_mb": _peak_rss_mb(),
+               "spans": [[(s["start"], s["end"], s["label"], s["stance"]) for s in r.get("spans", [])] for r in records]})
+
+
+def _run_pipeline(model, docs, threads, max_length, stride, queue):
+    """What a user would write with transformers alone."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification, AutoTokenizer, pipeline
+
+    import yaml
+
+    from ..model.base import DEFAULT_MODELS
+    from ..model.stance import stance_inputs
+    from ..model.tagger import load_model
+
+    torch.set_num_threads(threads)
+    root = DEFAULT_MODELS if model == "default" else Path(model)
+    stance_cfg = yaml.safe_load((root / "stance" / "diplotag_config.yaml").read_text())
+    tok = AutoTokenizer.from_pretrained(root / "tagger")
+    tok.model_max_length = max_length
+    ner = pipeline("token-classification", model=load_model(root / "tagger", AutoModelForTokenClassification),
+                   tokenizer=tok, aggregation_strategy="first", stride=stride, device="cpu")
+    cls = pipeline("text-classification", model=load_model(root / "stance", AutoModelForSequenceClassification),
+                   tokenizer=AutoTokenizer.from_pretrained(root / "stance"), device="cpu")
+    start = time.perf_counter()
+    found = []
+    for d in docs:
+        ents = [{"start": e["start"], "end": e["end"], "label": e["entity_group"]} for e in ner(d["text"])]
+        spans = []
+        for e, (first, second) in zip(ents, stance_inputs(d["text"], ents, stance_cfg["context_sentences"])):
+            stance = cls({"text": first, "text_pair": second}, truncation="only_second",
+                         max_length=stance_cfg["max_length"])
+            spans.append((e["start"], e["end"], e["label"], stance["label"]))
+        found.append(spans)
+    queue.put({"seconds": time.perf_counter() - start, "peak_rss_mb": _peak_rss_mb(), "spans": found})
+
+
+def _in_fresh_process(target, *args):
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    proc = ctx.Process(target=target, args=(*args, queue))
+    proc.start()
+    result = queue.get()
+    proc.join()
+    return result
+
+
+def agreement(a, b) -> float:
+    """Share of statements (offsets, label, stance) found by both, over those found by either."""
+    both = either = 0
+    for x, y in zip(a, b):
+        x, y = set(map(tuple, x)), set(map(tuple, y))
+        both, either = both + len(x & y), either + len(x | y)
+    return both / either if either else 1.0
+
+
+def matmul_peak_gflops(threads: int) -> float:
+    import torch
+
+    torch.set_num_threads(threads)
+    a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
+    for _ in range(2):
+        a @ b
+    start, n = time.perf_counter(), 10
+    for _ in range(n):
+        a @ b
+    return 2 * 2048 ** 3 * n / (time.perf_counter() - start) / 1e9
+
+
+def model_flops_per_token(model_dir) -> float:
+    """Forward FLOPs per token of the encoder's matrix multiplies (2 × non-embedding weights),
+    as nanoGPT counts them; attention scores add under 10% at these lengths and are left out."""
+    from transformers import AutoConfig
+
+    from ..model.base import DEFAULT_MODELS
+
+    root = DEFAULT_MODELS if model_dir == "default" else Path(model_dir)
+    c = AutoConfig.from_pretrained(root / "tagger")
+    per_layer = 4 * c.hidden_size ** 2 + 2 * c.hidden_size * c.intermediate_size
+    return 2 * c.num_hidden_layers * per_layer
+
+
+def run_speed_bench(model="default", n_docs=300, sizes=(3, 30, 300), threads=2, backend="torch",
+                    out_json=None, command="") -> dict:
+    import yaml
+    from transformers import AutoTokenizer
+
+    from ..model.base import DEFAULT_MODELS
+
+    root = DEFAULT_MODELS if model == "default" else Path(model)
+    trained = yaml.safe_load((root / "tagger" / "diplotag_config.yaml").read_text())
+    max_length, stride = trained["max_length"], trained["stride"]  # both systems window as in training
+    tok = AutoTokenizer.from_pretrained(root / "tagger")
+    docs = workload(n_docs)
+    n_tokens = sum(len(x) for x in tok([d["text"] for d in docs], add_special_tokens=False)["input_ids"])
+    words = [len(d["text"].split()) for d in docs]
+    ours = _in_fresh_process(_run_diplotag, model, docs, backend, threads)
+    theirs = _in_fresh_process(_run_pipeline, model, docs, threads, max_length, stride)
+    scaling = []
+    for n in sizes:
+        sub = workload(n, seed=1)
+        toks = sum(len(x) for x in tok([d["text"] for d in sub], add_special_tokens=False)["input_ids"])
+        r = _in_fresh_process(_run_diplotag, model, sub, backend, threads)
+        scaling.append({"documents": n, "tokens": toks, "seconds": round(r["seconds"], 2),
+                        "seconds_per_1k_tokens": round(1000 * r["seconds"] / toks, 4)})
+    peak = matmul_peak_gflops(threads)
+    achieved = model_flops_per_token(model) * n_tokens / ours["seconds"] / 1e9
+    result = {
+        "command": command, "threads": threads, "backend": backend, "window": [max_length, stride],
+        "workload": {"documents": len(docs), "tokens": n_tokens, "words_min": min(words), "words_max": max(words)},
+        "diplotag": {"seconds": round(ours["seconds"], 2), "docs_per_s": round(len(docs) / ours["seconds"], 2),
+                     "tokens_per_s": round(n_tokens / ours["seconds"], 1), "peak_rss_mb": round(ours["peak_rss_mb"])},
+        "pipeline": {"seconds": round(theirs["seconds"], 2), "docs_per_s": round(len(docs) / theirs["seconds"], 2),
+                     "tokens_per_s": round(n_tokens / theirs["seconds"], 1),
+                     "peak_rss_mb": round(theirs["peak_rss_mb"])},
+        "speedup": round(theirs["seconds"] / ours["seconds"], 2),
+        "agreement": round(agreement(ours["spans"], theirs["spans"]), 4),
+        "scaling": scaling,
+        "matmul_peak_gflops": round(peak, 1), "achieved_gflops": round(achieved, 1),
+        "model_flops_utilisation": round(achieved / peak, 3),
+    }
+    if out_json:
+        Path(out_json).parent.mkdir(parents=True, exist_ok=True)
+        Path(out_json).write_text(json.dumps(result, indent=1))
+    return result

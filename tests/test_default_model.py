@@ -1,0 +1,62 @@
+"""The shipped default models: fresh (stamped with the committed corpus and configs), small,
+loadable as they are, and good enough on the seed article; long documents are tagged whole."""
+import json
+from pathlib import Path
+
+import pytest
+
+from diplotag.model.base import DEFAULT_MODELS
+from diplotag.train.common import stamp_is_current
+from diplotag.train.config import load_config
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def tagger():
+    from diplotag.model.tagger import Tagger
+
+    return Tagger.from_pretrained("default", device="cpu")
+
+
+@pytest.mark.parametrize("task", ["tagger", "stance"])
+def test_shipped_model_is_stamped_with_the_current_corpus_and_config(task):
+    stamp = json.loads((DEFAULT_MODELS / task / "stamp.json").read_text())
+    cfg = load_config(ROOT / "configs" / f"{task}.yaml", root=ROOT)
+    assert stamp_is_current(stamp, cfg), f"configs/{task}.yaml or the corpus changed since training: run `make models`"
+
+
+def test_a_changed_corpus_makes_the_stamp_stale(tmp_path):
+    stamp = json.loads((DEFAULT_MODELS / "tagger" / "stamp.json").read_text())
+    train = tmp_path / "train.jsonl"
+    train.write_bytes((ROOT / "data/corpus/train.jsonl").read_bytes() + b"\n")
+    cfg = load_config(ROOT / "configs" / "tagger.yaml", [f"train_file={train}"], root=ROOT)
+    assert not stamp_is_current(stamp, cfg)
+
+
+def test_shipped_models_fit_in_ten_megabytes():
+    size = sum(p.stat().st_size for p in DEFAULT_MODELS.rglob("*") if p.is_file())
+    assert size < 10 * 1024 * 1024, size
+
+
+def test_seed_article_gold_statements_are_found(tagger, seed_record):
+    out = tagger.tag([seed_record])[0]
+    for gold in seed_record["spans"]:
+        hits = [s for s in out["spans"] if s["start"] < gold["end"] and gold["start"] < s["end"]]
+        assert any(s["label"] == gold["label"] for s in hits), (gold, seed_record["text"][gold["start"]:gold["end"]],
+                                                                 [(s["label"], s["text"]) for s in out["spans"]])
+
+
+def test_a_statement_deep_in_a_long_document_is_found_as_in_a_short_one(tagger, seed_record):
+    """A 100,000-character article with the seed article's text at about character 50,000."""
+    filler = ("Heavy rain was forecast for the coastal provinces on Monday, and the port authority said that "
+              "container traffic had recovered to pre-pandemic levels. ")
+    half = filler * (50_000 // len(filler))
+    long_text = half + seed_record["text"] + "\n\n" + half
+    assert len(long_text) > 100_000
+    short = tagger.tag([seed_record["text"]])[0]["spans"]
+    long = tagger.tag([long_text])[0]["spans"]
+    shifted = [(s["start"] + len(half), s["end"] + len(half), s["label"]) for s in short]
+    inside = [(s["start"], s["end"], s["label"]) for s in long
+              if len(half) <= s["start"] < len(half) + len(seed_record["text"])]
+    assert inside == shifted

@@ -1,0 +1,93 @@
+"""Metrics on hand-made cases whose scores are known, the baselines, and the report files."""
+import json
+
+import pytest
+
+from diplotag.eval import metrics
+from diplotag.eval.baselines import KeywordTagger, TfidfStance
+from diplotag.eval.report import run_eval
+
+TEXT = "Japan will deliver two radars to Manila. Beijing opposed coercion at sea. Rain fell."
+GOLD = [{"id": "d", "text": TEXT, "spans": [
+    {"start": 6, "end": 39, "label": "EQUIPMENT_TRANSFER", "stance": "support"},     # will deliver … Manila
+    {"start": 49, "end": 72, "label": "OPPOSITION_TO_COERCION", "stance": "support"},  # opposed coercion at sea
+]}]
+
+
+def pred(*spans):
+    return [{"id": "d", "text": TEXT, "spans": list(spans)}]
+
+
+def test_perfect_prediction_scores_one():
+    r = metrics.seqeval_scores(GOLD, GOLD, ["EQUIPMENT_TRANSFER", "OPPOSITION_TO_COERCION"])
+    assert r["micro avg"]["f1-score"] == 1.0
+    assert metrics.end_to_end(GOLD, GOLD)["strict"]["f1"] == 1.0
+
+
+def test_boundary_error_is_wrong_strictly_right_partially():
+    p = pred(dict(GOLD[0]["spans"][0], start=11), GOLD[0]["spans"][1])  # "deliver two radars to Manila"
+    s = metrics.seqeval_scores(GOLD, p, ["EQUIPMENT_TRANSFER", "OPPOSITION_TO_COERCION"])
+    assert s["micro avg"]["f1-score"] == 0.5 and s["EQUIPMENT_TRANSFER"]["f1-score"] == 0.0
+    nv = metrics.nervaluate_scores(GOLD, p, ["EQUIPMENT_TRANSFER", "OPPOSITION_TO_COERCION"])
+    assert nv["overall"]["strict"]["f1"] == 0.5 and nv["overall"]["ent_type"]["f1"] == 1.0
+    assert nv["overall"]["partial"]["f1"] == 0.75
+
+
+def test_end_to_end_needs_the_right_stance():
+    p = pred(GOLD[0]["spans"][0], dict(GOLD[0]["spans"][1], stance="oppose"))
+    e2e = metrics.end_to_end(GOLD, p)
+    assert e2e["strict"] == {"precision": 0.5, "recall": 0.5, "f1": 0.5}
+
+
+def test_label_confusion_counts_missed_and_spurious_as_o():
+    p = pred(GOLD[0]["spans"][0], {"start": 74, "end": 84, "label": "FREEDOM_OF_NAVIGATION", "stance": "support"})
+    cm = metrics.label_confusion(GOLD, p, ["EQUIPMENT_TRANSFER", "FREEDOM_OF_NAVIGATION", "OPPOSITION_TO_COERCION"])
+    names, m = cm["labels"], cm["matrix"]
+    assert m[names.index("OPPOSITION_TO_COERCION")][names.index("O")] == 1       # missed
+    assert m[names.index("O")][names.index("FREEDOM_OF_NAVIGATION")] == 1        # spurious
+    assert m[names.index("EQUIPMENT_TRANSFER")][names.index("EQUIPMENT_TRANSFER")] == 1
+
+
+def test_expected_calibration_error():
+    assert metrics.expected_calibration_error([0.9] * 10, [1] * 9 + [0])[0] == pytest.approx(0.0)
+    assert metrics.expected_calibration_error([0.9] * 10, [0] * 10)[0] == pytest.approx(0.9)
+
+
+def test_keyword_baseline_finds_triggers_and_stops_at_the_clause():
+    spans = KeywordTagger().find("Tokyo agreed to the transfer of radars to Hanoi; talks went on. "
+                                 "Both sides upheld freedom of navigation.")
+    assert [(s["label"], s["start"]) for s in spans] == [("EQUIPMENT_TRANSFER", 20), ("FREEDOM_OF_NAVIGATION", 82)]
+    assert spans[0]["end"] == 47  # "transfer of radars to Hanoi"
+
+
+def test_tfidf_stance_learns_something(seed_record):
+    train = [{"id": str(i), "text": f"Beijing {verb} the sale of jets to Taipei.", "spans": [
+        {"start": 8, "end": 8 + len(verb) + 30, "label": "EQUIPMENT_TRANSFER", "stance": stance}]}
+        for i, (verb, stance) in enumerate([("slammed", "oppose"), ("welcomed", "support"),
+                                            ("condemned", "oppose"), ("praised", "support")] * 3)]
+    stances, probs = TfidfStance(train).predict([train[0]])
+    assert stances == ["oppose"] and len(probs[0]) == 3
+
+
+def test_report_files(tmp_path, tiny_models, small_corpus):
+    res = run_eval(small_corpus / "dev.jsonl", tmp_path, model_dir=tiny_models, train_file=small_corpus / "train.jsonl")
+    assert set(res["systems"]) == {"diplotag", "baseline (keywords + TF-IDF/LR)"}
+    for name in ("results.json", "report.md", "errors.tsv", "diplotag.png"):
+        assert (tmp_path / name).stat().st_size > 0
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert "stance_on_gold_spans" in saved["systems"]["diplotag"]
+    assert (tmp_path / "errors.tsv").read_text().startswith("id\tkind")
+
+
+def test_one_prediction_covering_two_statements_matches_only_one():
+    both = {"start": 6, "end": 72, "label": "EQUIPMENT_TRANSFER", "stance": "support"}
+    gold = [dict(GOLD[0], spans=[dict(s, label="EQUIPMENT_TRANSFER") for s in GOLD[0]["spans"]])]
+    assert metrics.end_to_end(gold, pred(both))["overlap"] == {"precision": 1.0, "recall": 0.5, "f1": 0.6667}
+
+
+def test_adjacent_spans_do_not_overlap_in_nervaluate():
+    # gold "Japan will" [0:10), prediction "deliver" [11:18): touching end/start must not count as partial
+    g = [{"id": "d", "text": TEXT, "spans": [{"start": 0, "end": 10, "label": "EQUIPMENT_TRANSFER"}]}]
+    p = [{"id": "d", "text": TEXT, "spans": [{"start": 10, "end": 18, "label": "EQUIPMENT_TRANSFER"}]}]
+    nv = metrics.nervaluate_scores(g, p, ["EQUIPMENT_TRANSFER"])["overall"]["partial"]
+    assert nv["partial"] == 0 and nv["missed"] == 1 and nv["spurious"] == 1
