@@ -124,11 +124,40 @@ def merge_window_probs(n_tokens: int, windows: list[tuple[list[int], np.ndarray]
     return merged
 
 
+def allowed_transitions(id2label: dict) -> np.ndarray:
+    """allowed[i, j]: tag j may follow tag i in IOB2 (I-X only after B-X or I-X)."""
+    tags = [id2label[i] for i in range(len(id2label))]
+    allowed = np.ones((len(tags), len(tags)), dtype=bool)
+    for j, tag in enumerate(tags):
+        if tag.startswith("I-"):
+            allowed[:, j] = [t in (f"B-{tag[2:]}", tag) for t in tags]
+    return allowed
+
+
+def viterbi_tags(log_probs: np.ndarray, allowed: np.ndarray, can_start: np.ndarray) -> list[int]:
+    """The most probable tag sequence that is valid IOB2."""
+    n, k = log_probs.shape
+    if n == 0:
+        return []
+    penalty = np.where(allowed, 0.0, -np.inf)
+    score = np.where(can_start, log_probs[0], -np.inf)
+    back = np.zeros((n, k), dtype=np.int64)
+    for t in range(1, n):
+        cand = score[:, None] + penalty  # previous tag × current tag
+        back[t] = cand.argmax(0)
+        score = cand.max(0) + log_probs[t]
+    path = [int(score.argmax())]
+    for t in range(n - 1, 0, -1):
+        path.append(int(back[t, path[-1]]))
+    return path[::-1]
+
+
 def bio_to_char_spans(text: str, enc: Encoding, probs: np.ndarray, id2label: dict) -> list[dict]:
-    """Decode per-token probabilities into char spans. Words take the tag of their first
-    sub-token; an I- tag after O or another type opens a span (lenient IOB2, as seqeval's
-    default mode reads predictions). `score` is the mean probability of the chosen tags."""
-    words = []  # (start, end, tag, prob) per word
+    """Decode per-token probabilities into char spans. A word is read from its first sub-token
+    (as it was labelled in training); the tag sequence is the most probable one that is valid
+    IOB2 (Viterbi with I-X allowed only after B-X or I-X), so no statement starts or switches
+    label mid-way on one stray token. `score` is the mean probability of the chosen tags."""
+    words, rows = [], []  # [start, end] per word; the first sub-token's probabilities
     prev_word = None
     for t, ((start, end), word) in enumerate(zip(enc.offsets, enc.word_ids)):
         if word is None or start == end:
@@ -137,18 +166,22 @@ def bio_to_char_spans(text: str, enc: Encoding, probs: np.ndarray, id2label: dic
             words[-1][1] = end
             continue
         prev_word = word
-        best = int(probs[t].argmax())
-        words.append([start, end, id2label[best], float(probs[t][best])])
+        words.append([start, end])
+        rows.append(probs[t])
+    word_probs = np.asarray(rows, dtype=np.float64).reshape(len(rows), len(id2label))
+    allowed = allowed_transitions(id2label)
+    can_start = np.array([not id2label[i].startswith("I-") for i in range(len(id2label))])
+    path = viterbi_tags(np.log(word_probs + 1e-12), allowed, can_start)
 
     spans, current = [], None
-    for start, end, tag, p in words:
-        kind, _, label = tag.partition("-")
-        if kind == "I" and current and current["label"] == label:
-            current["end"], current["_p"] = end, current["_p"] + [p]
+    for (start, end), tag_id, p in zip(words, path, word_probs):
+        kind, _, label = id2label[tag_id].partition("-")
+        if kind == "I" and current:
+            current["end"], current["_p"] = end, current["_p"] + [p[tag_id]]
             continue
         if current:
             spans.append(current)
-        current = {"start": start, "end": end, "label": label, "_p": [p]} if kind in ("B", "I") else None
+        current = {"start": start, "end": end, "label": label, "_p": [p[tag_id]]} if kind == "B" else None
     if current:
         spans.append(current)
 

@@ -11,6 +11,21 @@ VARIANTS = {"shipped (LoRA, sqrt-inverse class weights)": [],
             "full fine-tuning": ["finetune=full", "learning_rate=5.0e-5"]}
 
 
+def document_scores(cfg) -> dict:
+    """Dev scores of whole documents as `diplotag tag` decodes them (merged windows, valid IOB2,
+    class-weight prior correction, shortest statement), not the Trainer's per-window argmax."""
+    from ..data.schema import load_corpus
+    from ..model.tagger import Tagger
+    from .metrics import nervaluate_scores, seqeval_scores
+
+    gold = load_corpus(cfg.dev_file)
+    spans = Tagger.from_pretrained(cfg.output_dir, device="cpu").find_spans([r["text"] for r in gold])
+    pred = [dict(r, spans=s) for r, s in zip(gold, spans)]
+    micro = seqeval_scores(gold, pred, cfg.labels)["micro avg"]
+    return {"precision": micro["precision"], "recall": micro["recall"], "f1": micro["f1-score"],
+            "partial_f1": nervaluate_scores(gold, pred, cfg.labels)["overall"]["partial"]["f1"]}
+
+
 def run_ablations(config, only=None, retrain=False, out_json=None) -> dict:
     from ..train.tagger import train_tagger
 
@@ -25,7 +40,8 @@ def run_ablations(config, only=None, retrain=False, out_json=None) -> dict:
             train_tagger(cfg)
         stamp = json.loads(stamp_file.read_text())
         runs.append({"name": name, "settings": " ".join(sets) or str(config),
-                     "dev_metrics": stamp["dev_metrics"], "train_seconds": stamp["train_seconds"]})
+                     "dev_metrics": stamp["dev_metrics"], "train_seconds": stamp["train_seconds"],
+                     "dev_documents": document_scores(cfg)})
     result = {"config": str(config), "runs": runs}
     if out_json:
         Path(out_json).write_text(json.dumps(result, indent=1))

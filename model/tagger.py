@@ -55,13 +55,17 @@ def _pad(rows, pad_id):
 class Tagger:
     def __init__(self, tagger_model, tagger_tokenizer, stance_model=None, stance_tokenizer=None, *,
                  max_length=512, stride=128, batch_size=32, stance_max_length=160, context_sentences=1,
-                 device="cpu"):
+                 min_words=1, device="cpu"):
         self.model, self.tokenizer = tagger_model.eval().to(device), tagger_tokenizer
         self.stance_model = stance_model.eval().to(device) if stance_model is not None else None
         self.stance_tokenizer = stance_tokenizer
         self.max_length = min(max_length, self.tokenizer.model_max_length)
         self.stride, self.batch_size, self.device = stride, batch_size, device
-        self.stance_max_length, self.context_sentences = stance_max_length, context_sentences
+        self.stance_max_length, self.context_sentences, self.min_words = stance_max_length, context_sentences, min_words
+        # A tagger trained with class weights learned p(tag)·w(tag); dividing by w gives back
+        # probabilities on the data's own scale (and far fewer spurious statements).
+        weights = getattr(self.model.config, "diplotag_class_weights", None)
+        self.prior_correction = 1.0 / np.asarray(weights, dtype=np.float32) if weights else None
         self.id2label = {int(k): v for k, v in self.model.config.id2label.items()}
         self.template = special_tokens_template(tagger_tokenizer)
         window = self.max_length - len(self.template[0]) - len(self.template[1])
@@ -80,14 +84,16 @@ class Tagger:
         stance_dir = Path(stance_path) if stance_path else (root / "stance" if (root / "stance").is_dir() else None)
         # windows as in training unless asked otherwise: the run's config travels with the model
         kw = {k: v for k, v in kw.items() if v is not None}
-        for folder, keys in ((tagger_dir, {"max_length": "max_length", "stride": "stride"}),
+        for folder, keys in ((tagger_dir, {"max_length": "max_length", "stride": "stride",
+                                           "min_span_words": "min_words"}),
                              (stance_dir, {"max_length": "stance_max_length",
                                            "context_sentences": "context_sentences"})):
             trained = folder / "diplotag_config.yaml" if folder else None
             if trained and trained.exists():
                 settings = yaml.safe_load(trained.read_text())
                 for key, arg in keys.items():
-                    kw.setdefault(arg, settings[key])
+                    if key in settings:
+                        kw.setdefault(arg, settings[key])
         tagger = load_model(tagger_dir, AutoModelForTokenClassification)
         stance = load_model(stance_dir, AutoModelForSequenceClassification) if stance_dir else None
         if backend == "int8":
@@ -127,8 +133,16 @@ class Tagger:
         per_doc = [[] for _ in texts]
         for (d, index), p in zip(owners, probs):
             per_doc[d].append((index, p))
-        return [bio_to_char_spans(text, enc, merge_window_probs(len(enc.input_ids), wins), self.id2label)
-                for text, enc, wins in zip(texts, encodings, per_doc)]
+        out = []
+        for text, enc, wins in zip(texts, encodings, per_doc):
+            probs = merge_window_probs(len(enc.input_ids), wins)
+            if self.prior_correction is not None:
+                probs = probs * self.prior_correction
+                probs /= probs.sum(-1, keepdims=True)
+            # the tagger's config may set a shortest statement (configs/tagger.yaml: two words)
+            out.append([s for s in bio_to_char_spans(text, enc, probs, self.id2label)
+                        if len(text[s["start"]:s["end"]].split()) >= self.min_words])
+        return out
 
     def predict_stance(self, texts: list[str], spans_per_doc: list[list[dict]]) -> None:
         """Add `stance` and `stance_scores` to every span, in place."""

@@ -116,3 +116,21 @@ def test_continuation_subtokens_follow_run_ner(default_tokenizer):
     assert IGNORE not in every
     assert TAGS[first[1]] == "B-EQUIPMENT_TRANSFER" and TAGS[every[-1]] == "O"
     assert {TAGS[i] for i in every[2:-1]} == {"I-EQUIPMENT_TRANSFER"}
+
+
+def test_decoding_keeps_iob2_valid_instead_of_following_stray_tags(default_tokenizer):
+    """Word-level argmax would read O I-X I-X as a span opened by an I- tag, and B-X I-Y as two
+    spans; the Viterbi decoder finds the most probable valid sequence."""
+    text = "alpha bravo charlie delta echo"
+    enc = encode_document(default_tokenizer, text)
+    assert len(enc.input_ids) == 5
+    o, bx, ix = LABEL2ID["O"], LABEL2ID["B-EQUIPMENT_TRANSFER"], LABEL2ID["I-EQUIPMENT_TRANSFER"]
+    iy = LABEL2ID["I-FREEDOM_OF_NAVIGATION"]
+    probs = np.full((5, len(TAGS)), 1e-4, dtype=np.float32)
+    probs[0, o] = 0.9
+    probs[1, ix], probs[1, bx], probs[1, o] = 0.6, 0.3, 0.1   # a stray I- after O
+    probs[2, ix] = 0.9
+    probs[3, iy], probs[3, ix] = 0.55, 0.45                   # a label switch mid-span
+    probs[4, o] = 0.9
+    spans = bio_to_char_spans(text, enc, probs / probs.sum(1, keepdims=True), dict(enumerate(TAGS)))
+    assert [(text[s["start"]:s["end"]], s["label"]) for s in spans] == [("bravo charlie delta", "EQUIPMENT_TRANSFER")]

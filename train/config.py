@@ -39,6 +39,7 @@ class TrainConfig(BaseModel):
     stride: int = Field(64, ge=0)                      # tagger: token overlap between windows
     label_all_subtokens: bool = False                  # tagger: run_ner.py's --label_all_tokens
     class_weighting: Literal["none", "sqrt_inverse"] = "sqrt_inverse"   # tagger: against the mass of O
+    min_span_words: int = Field(1, ge=1)               # tagger, at inference: shorter predicted spans are dropped
     boundary_jitter: int = Field(2, ge=0)              # stance: max words moved at each span edge
     jitter_copies: int = Field(1, ge=0)                # stance: jittered copies of each gold span
     context_sentences: int = Field(1, ge=0)            # stance: sentences of context before the span's own
@@ -68,8 +69,9 @@ class TrainConfig(BaseModel):
 
     def sha256(self) -> str:
         """Hash of the settings that shape the model; where files live is left out (the data
-        has its own hash), so the same run from another folder stamps the same."""
-        settings = self.model_dump(mode="json", exclude={"train_file", "dev_file", "output_dir"})
+        has its own hash), so the same run from another folder stamps the same, and so are
+        settings read only at inference (min_span_words)."""
+        settings = self.model_dump(mode="json", exclude={"train_file", "dev_file", "output_dir", "min_span_words"})
         return hashlib.sha256(yaml.safe_dump(settings, sort_keys=True).encode()).hexdigest()
 
 

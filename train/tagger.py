@@ -86,9 +86,10 @@ def train_tagger(cfg: TrainConfig, resume: bool = False):
 
     model = AutoModelForTokenClassification.from_pretrained(base, num_labels=len(tags), id2label=id2label,
                                                             label2id=label2id)
-    model = with_lora(model, cfg, "TOKEN_CLS", head="classifier")
-
     weights = class_weights(train_ds, len(tags)) if cfg.class_weighting == "sqrt_inverse" else None
+    if weights is not None:  # saved with the model: inference divides them back out of the probabilities
+        model.config.diplotag_class_weights = [round(float(w), 6) for w in weights]
+    model = with_lora(model, cfg, "TOKEN_CLS", head="classifier")
 
     def weighted_loss(outputs, labels, num_items_in_batch=None):
         # Trainer hands over the labelled-token count of the whole accumulated (and, across
