@@ -90,6 +90,17 @@ def word_tokens(text: str, start: int, end: int, spans) -> list[tuple[int, int]]
     return tokens
 
 
+def bio_tags(tokens: list[tuple[int, int]], spans) -> list[str]:
+    """IOB2 tags of (start, end) tokens: a token takes the span that holds its first character;
+    it is B- where that span starts or where the token before it is outside that span."""
+    tags, prev = [], None
+    for a, _ in tokens:
+        span = next((s for s in spans if s["start"] <= a < s["end"]), None)
+        tags.append("O" if span is None else ("I-" if span is prev else "B-") + span["label"])
+        prev = span
+    return tags
+
+
 def write_conll(records, path) -> list[str]:
     """Write records as CoNLL; returns warnings for what the format cannot hold."""
     style = records[0].get("meta", {}).get("conll", {}) if records else {}
@@ -103,11 +114,8 @@ def write_conll(records, path) -> list[str]:
         bounds = ([(m.start(), m.end()) for m in re.finditer(r"[^\n]+", text)] if from_conll
                   else sentence_bounds(text))
         for a, b in bounds:
-            lines = []
-            for x, y in word_tokens(text, a, b, spans):
-                span = next((s for s in spans if s["start"] <= x < s["end"]), None)
-                tag = "O" if span is None else ("B-" if x == span["start"] or x == a else "I-") + span["label"]
-                lines.append(f"{text[x:y]}\t{tag}")
+            tokens = word_tokens(text, a, b, spans)
+            lines = [f"{text[x:y]}\t{tag}" for (x, y), tag in zip(tokens, bio_tags(tokens, spans))]
             if lines:
                 blocks.append(lines)
     out = (nl + nl).join(nl.join(block) for block in blocks)

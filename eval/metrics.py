@@ -14,7 +14,7 @@ from seqeval.metrics import classification_report
 from seqeval.scheme import IOB2
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
 
-from ..data.convert import word_tokens
+from ..data.convert import bio_tags, word_tokens
 from ..data.spans import match_spans, overlaps, prf
 
 STANCES = ["support", "oppose", "neutral"]
@@ -22,11 +22,7 @@ STANCES = ["support", "oppose", "neutral"]
 
 def word_tags(text: str, spans, edges) -> list[str]:
     """BIO tags of `text`'s word tokens (cut at `edges`) for `spans`."""
-    tags = []
-    for a, b in word_tokens(text, 0, len(text), edges):
-        span = next((s for s in spans if s["start"] <= a < s["end"]), None)
-        tags.append("O" if span is None else ("B-" if a == span["start"] else "I-") + span["label"])
-    return tags
+    return bio_tags(word_tokens(text, 0, len(text), edges), spans)
 
 
 def seqeval_scores(gold, pred, labels) -> dict:
