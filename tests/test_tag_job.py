@@ -107,8 +107,8 @@ def test_two_process_sharded_run_keeps_input_order(tmp_path, tiny_models):
     env = dict(os.environ, HF_HUB_OFFLINE="1")
     args = [str(src), "--model", str(tiny_models), "-q", "--batch-docs", "4"]
     subprocess.run(_cli("tag", *args, "-o", str(ref)), check=True, env=env)
-    subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2",
-                    "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+    # two CPU processes as torchrun starts them (accelerate launch does the same on GPUs)
+    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
                     "-m", "diplotag.cli", "tag", *args, "-o", str(out)], check=True, env=env)
     assert read_jsonl(out) == read_jsonl(ref)
     assert not list(tmp_path.glob("out.jsonl.shard*"))

@@ -23,6 +23,7 @@ def tiny_config(tmp_path, tiny_base, small_corpus, task="tagger", **extra):
     cfg.update(base_model=str(tiny_base), train_file=str(small_corpus / "train.jsonl"),
                dev_file=str(small_corpus / "dev.jsonl"), output_dir=str(tmp_path / task), epochs=2,
                batch_size=4, max_length=64, stride=16, learning_rate=1e-3)
+    cfg["lora"] = dict(cfg["lora"], layers_to_transform=[1])  # the tiny base has two layers
     cfg.update(extra)
     path = tmp_path / f"{task}.yaml"
     path.write_text(yaml.safe_dump(cfg))
@@ -84,8 +85,9 @@ def test_trained_stance_model_loads_in_a_text_classification_pipeline(tmp_path, 
     path = tiny_config(tmp_path, tiny_base, small_corpus, task="stance", finetune="full")
     assert main(["train", "stance", "--config", str(path)]) == 0
     nlp = pipeline("text-classification", model=str(tmp_path / "stance"))
-    assert nlp("equipment transfer", text_pair="Japan « will deliver radars » to Manila.")["label"] in (
-        "support", "oppose", "neutral")
+    result = nlp({"text": "equipment transfer", "text_pair": "Japan « will deliver radars » to Manila."})
+    result = result[0] if isinstance(result, list) else result
+    assert result["label"] in ("support", "oppose", "neutral")
 
 
 def _cli(*args):
@@ -134,8 +136,8 @@ def count_windows(small_corpus, tiny_base):
 def test_two_process_data_parallel_training_on_cpu(tmp_path, tiny_base, small_corpus):
     path = tiny_config(tmp_path, tiny_base, small_corpus, epochs=1, finetune="full", early_stopping_patience=0)
     env = dict(os.environ, HF_HUB_OFFLINE="1")
-    done = subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2",
-                           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+    # two CPU processes as torchrun starts them (accelerate launch does the same on GPUs)
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
                            "-m", "diplotag.cli", "train", "tagger", "--config", str(path)],
                           env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-3000:]

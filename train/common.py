@@ -1,5 +1,6 @@
 """What the tagger and stance training share: records, hardware, LoRA, saving, the model card."""
 import json
+import os
 import platform
 import time
 from pathlib import Path
@@ -61,6 +62,8 @@ def training_arguments(cfg: TrainConfig, metric: str) -> TrainingArguments:
         save_total_limit=2,
         seed=cfg.seed, data_seed=cfg.seed,
         bf16=bf16, fp16=cuda and not bf16,
+        # several CPU processes (torchrun / accelerate's multi-CPU) talk over gloo
+        ddp_backend="gloo" if not cuda and int(os.environ.get("WORLD_SIZE", "1")) > 1 else None,
         report_to="none",
         disable_tqdm=False,
         dataloader_num_workers=0,
