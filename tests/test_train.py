@@ -112,9 +112,11 @@ def test_resume_after_interruption_mid_epoch(tmp_path, tiny_base, small_corpus):
     proc.wait()
     last = max(steps_saved())
     assert not (tmp_path / "tagger" / "model.safetensors").exists(), "the first run was stopped before the end"
+    (checkpoints / "checkpoint-9999").mkdir()  # a save torn by the kill: no trainer_state.json
     done = subprocess.run(_cli("train", "tagger", "--config", str(path), "--resume"), env=env,
                           capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
+    assert not (checkpoints / "checkpoint-9999").exists()
     final = max(steps_saved())
     state = json.loads((checkpoints / f"checkpoint-{final}" / "trainer_state.json").read_text())
     assert state["epoch"] == pytest.approx(20) and final > last

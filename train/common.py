@@ -29,14 +29,24 @@ def load_split(cfg: TrainConfig, path: Path, label_key: str) -> list[dict]:
     return records[: cfg.max_train_docs] if cfg.max_train_docs and path == cfg.train_file else records
 
 
-def fresh_or_resumed(cfg: TrainConfig, resume: bool) -> None:
-    """A new run starts from no checkpoints: stale ones from an earlier run in the same folder
-    would be resumed from, or kept over the new ones by the checkpoint rotation."""
+def resume_point(cfg: TrainConfig, resume: bool) -> str | None:
+    """The checkpoint to resume from: the last complete one (a kill -9 mid-save leaves a folder
+    without trainer_state.json, which is removed). A new run starts from no checkpoints: stale
+    ones from an earlier run in the same folder would be resumed from, or kept over the new
+    ones by the checkpoint rotation."""
     import shutil
 
     checkpoints = cfg.output_dir / "checkpoints"
-    if not resume and checkpoints.exists():
-        shutil.rmtree(checkpoints)
+    if not resume:
+        shutil.rmtree(checkpoints, ignore_errors=True)
+        return None
+    complete = []
+    for path in checkpoints.glob("checkpoint-*"):
+        if (path / "trainer_state.json").exists():
+            complete.append(path)
+        else:
+            shutil.rmtree(path)
+    return str(max(complete, key=lambda p: int(p.name.split("-")[1]))) if complete else None
 
 
 def training_arguments(cfg: TrainConfig, metric: str) -> TrainingArguments:

@@ -15,8 +15,8 @@ from transformers import (AutoModelForSequenceClassification, AutoTokenizer, Dat
 
 from ..data.sentences import sentence_bounds
 from ..model.stance import stance_inputs
-from .common import (base_path, callbacks, load_split, save_trained, train_tokens_per_second, training_arguments,
-                     with_lora)
+from .common import (base_path, callbacks, load_split, resume_point, save_trained, train_tokens_per_second,
+                     training_arguments, with_lora)
 from .config import TrainConfig
 
 
@@ -59,6 +59,7 @@ def stance_examples(records, cfg: TrainConfig, label2id: dict, jitter: bool) -> 
 
 def train_stance(cfg: TrainConfig, resume: bool = False):
     started = time.time()
+    checkpoint = resume_point(cfg, resume)
     set_seed(cfg.seed)
     label2id = {s: i for i, s in enumerate(cfg.labels)}
     id2label = dict(enumerate(cfg.labels))
@@ -88,7 +89,7 @@ def train_stance(cfg: TrainConfig, resume: bool = False):
         train_dataset=splits["train"], eval_dataset=splits["dev"], processing_class=tokenizer,
         data_collator=DataCollatorWithPadding(tokenizer), compute_metrics=metrics, callbacks=callbacks(cfg),
     )
-    run = trainer.train(resume_from_checkpoint=resume or None)
+    run = trainer.train(resume_from_checkpoint=checkpoint)
     dev = {k: v for k, v in trainer.evaluate().items() if k.startswith("eval_") and isinstance(v, float)}
     card = (f"Training data: {len(splits['train'])} statements ({cfg.jitter_copies} jittered copies of each gold span, "
             f"edges moved up to {cfg.boundary_jitter} words); dev: {len(splits['dev'])} gold statements.\n")

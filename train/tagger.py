@@ -17,7 +17,7 @@ from transformers import (AutoModelForTokenClassification, AutoTokenizer, DataCo
                           Trainer, set_seed)
 
 from ..data.align import IGNORE, bio_labels, char_spans_to_bio, encode_documents, special_tokens_template, window_features
-from .common import (base_path, callbacks, fresh_or_resumed, load_split, save_trained, train_tokens_per_second,
+from .common import (base_path, callbacks, load_split, resume_point, save_trained, train_tokens_per_second,
                      training_arguments, with_lora)
 from .config import TrainConfig
 
@@ -70,7 +70,7 @@ def seqeval_metrics(id2label: dict):
 
 def train_tagger(cfg: TrainConfig, resume: bool = False):
     started = time.time()
-    fresh_or_resumed(cfg, resume)
+    checkpoint = resume_point(cfg, resume)
     set_seed(cfg.seed)
     tags = bio_labels(cfg.labels)
     label2id = {t: i for i, t in enumerate(tags)}
@@ -116,7 +116,7 @@ def train_tagger(cfg: TrainConfig, resume: bool = False):
         compute_loss_func=weighted_loss if weights is not None else None,
         compute_metrics=metrics, callbacks=callbacks(cfg),
     )
-    run = trainer.train(resume_from_checkpoint=resume or None)
+    run = trainer.train(resume_from_checkpoint=checkpoint)
     dev = trainer.evaluate()  # the best checkpoint, loaded at the end of training
     dev = {k: v for k, v in dev.items() if k.startswith("eval_") and isinstance(v, float)}
     card = (f"## Per-label dev scores (seqeval, strict IOB2)\n\n```\n{reports['last']}```\n\n"
