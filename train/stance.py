@@ -13,6 +13,7 @@ from sklearn.metrics import accuracy_score, f1_score
 from transformers import (AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding, Trainer,
                           set_seed)
 
+from ..data.convert import word_tokens
 from ..data.sentences import sentence_bounds
 from ..model.stance import stance_inputs
 from .common import (base_path, callbacks, load_split, resume_point, save_trained, train_tokens_per_second,
@@ -20,10 +21,10 @@ from .common import (base_path, callbacks, load_split, resume_point, save_traine
 from .config import TrainConfig
 
 
-def jittered(text: str, start: int, end: int, max_words: int, rng: random.Random) -> tuple[int, int]:
-    """Move each edge of [start, end) by up to `max_words` words, inward or outward, keeping the
-    span non-empty and trimmed."""
-    words = [(i, i + len(w)) for i, w in _word_positions(text)]
+def jittered(words: list[tuple[int, int]], start: int, end: int, max_words: int,
+             rng: random.Random) -> tuple[int, int]:
+    """Move each edge of [start, end) by up to `max_words` of the document's `words`, inward or
+    outward, keeping the span non-empty and trimmed."""
     inside = [k for k, (a, b) in enumerate(words) if a >= start and b <= end]
     if not inside:
         return start, end
@@ -33,24 +34,17 @@ def jittered(text: str, start: int, end: int, max_words: int, rng: random.Random
     return words[first][0], words[last][1]
 
 
-def _word_positions(text: str):
-    pos = 0
-    for w in text.split():
-        pos = text.index(w, pos)
-        yield pos, w
-        pos += len(w)
-
-
 def stance_examples(records, cfg: TrainConfig, label2id: dict, jitter: bool) -> list[dict]:
     rng = random.Random(cfg.seed)
     rows = []
     for r in records:
         text, spans = r["text"], []
+        words = word_tokens(text, 0, len(text), [])  # white-space words, found once per document
         for s in r["spans"]:
             spans.append(s)
             if jitter:
                 spans += [dict(s, start=a, end=b) for a, b in
-                          (jittered(text, s["start"], s["end"], cfg.boundary_jitter, rng) for _ in range(cfg.jitter_copies))]
+                          (jittered(words, s["start"], s["end"], cfg.boundary_jitter, rng) for _ in range(cfg.jitter_copies))]
         for s, (first, second) in zip(spans, stance_inputs(text, spans, cfg.context_sentences,
                                                            bounds=sentence_bounds(text))):
             rows.append({"first": first, "second": second, "label": label2id[s["stance"]]})
