@@ -170,30 +170,40 @@ def to_label_studio(records, model_version="diplotag") -> list[dict]:
     return tasks
 
 
+def _label_studio_regions(task: dict, where: str) -> dict:
+    data = task.get("data", {})
+    if not isinstance(data.get("text"), str):
+        raise ValueError(f"{where}: no data.text")
+    done = [a for a in task.get("annotations", []) if not a.get("was_cancelled")]
+    source = (done[-1] if done else (task.get("predictions") or [{}])[-1]).get("result", [])
+    regions = {}
+    for item in source:
+        v = item.get("value", {})
+        if item.get("type") in ("labels", "choices") and not (isinstance(v.get("start"), int)
+                                                               and isinstance(v.get("end"), int)):
+            raise ValueError(f"{where}: a region without integer start/end")
+        region = regions.setdefault(item.get("id") or (v.get("start"), v.get("end")),
+                                    {"start": v.get("start"), "end": v.get("end")})
+        if item.get("type") == "labels":
+            region["label"] = v["labels"][0]
+            if "score" in item:
+                region["score"] = item["score"]
+        elif item.get("type") == "choices" and item.get("from_name") == "stance":
+            region["stance"] = v["choices"][0]
+    return regions
+
+
 def from_label_studio(tasks, path="<label studio>") -> list[dict]:
     """Records from a Label Studio JSON export: the latest non-cancelled annotation of each task
     (its predictions when it has none)."""
     records = []
     for n, task in enumerate(tasks):
-        data = task.get("data", {})
-        if not isinstance(data.get("text"), str):
-            raise ValueError(f"{path}: task {n} ({task.get('id')}): no data.text")
-        done = [a for a in task.get("annotations", []) if not a.get("was_cancelled")]
-        source = (done[-1] if done else (task.get("predictions") or [{}])[-1]).get("result", [])
-        regions = {}
-        for item in source:
-            v = item.get("value", {})
-            if item.get("type") in ("labels", "choices") and not (isinstance(v.get("start"), int)
-                                                                   and isinstance(v.get("end"), int)):
-                raise ValueError(f"{path}: task {n} ({task.get('id')}): a region without integer start/end")
-            region = regions.setdefault(item.get("id") or (v.get("start"), v.get("end")),
-                                        {"start": v.get("start"), "end": v.get("end")})
-            if item.get("type") == "labels":
-                region["label"] = v["labels"][0]
-                if "score" in item:
-                    region["score"] = item["score"]
-            elif item.get("type") == "choices" and item.get("from_name") == "stance":
-                region["stance"] = v["choices"][0]
+        where = f"{path}: task {n} ({task.get('id') if isinstance(task, dict) else task!r})"
+        try:
+            regions = _label_studio_regions(task, where)
+        except (AttributeError, IndexError, KeyError, TypeError) as err:
+            raise ValueError(f"{where}: malformed task: {type(err).__name__} {err}") from None
+        data = task["data"]
         spans = sorted((r for r in regions.values() if "label" in r), key=lambda s: s["start"])
         records.append({"id": str(data.get("id", task.get("id", n))), "text": data["text"],
                         "meta": data.get("meta", {}), "spans": spans})
@@ -215,6 +225,8 @@ def from_doccano(rows, path="<doccano>") -> list[dict]:
     `entities: [{start_offset, end_offset, label}]`."""
     records = []
     for n, row in enumerate(rows):
+        if not isinstance(row, dict) or not isinstance(row.get("text"), str):
+            raise ValueError(f"{path}: row {n + 1}: not an object with a string `text`")
         try:
             triples = row.get("label") or [(e["start_offset"], e["end_offset"], e["label"])
                                            for e in row.get("entities", [])]

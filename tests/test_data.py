@@ -119,6 +119,23 @@ def test_label_studio_export_with_annotations_prefers_the_annotation(seed_record
     assert rec["spans"] == [seed_record["spans"][0]]
 
 
+@pytest.mark.parametrize("break_it", [lambda t: t["predictions"][0]["result"][0]["value"].pop("labels"),
+                                      lambda t: t["predictions"][0]["result"][0]["value"].update(labels=[]),
+                                      lambda t: t["predictions"][0]["result"].append("not a region"),
+                                      lambda t: t["data"].pop("text")])
+def test_malformed_label_studio_task_is_an_error_naming_the_task(seed_record, break_it):
+    tasks = convert.to_label_studio([seed_record, dict(seed_record, id="second")])
+    break_it(tasks[1])
+    with pytest.raises(ValueError, match=r"export.json: task 1 "):
+        convert.from_label_studio(tasks, "export.json")
+
+
+@pytest.mark.parametrize("row", [["a list"], {"id": "x"}, {"id": "x", "text": "t", "label": [[0, "a"]]}])
+def test_malformed_doccano_row_is_an_error_naming_the_row(row):
+    with pytest.raises(ValueError, match=r"rows.jsonl: row 2"):
+        convert.from_doccano([{"id": "ok", "text": "fine", "label": []}, row], "rows.jsonl")
+
+
 def test_sentences_near_spans_give_the_same_stance_context_as_all_sentences():
     from diplotag.data.build import CORPUS_DIR
     from diplotag.data.sentences import sentence_bounds
