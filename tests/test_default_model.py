@@ -41,9 +41,11 @@ def test_shipped_models_fit_in_ten_megabytes():
 
 def test_seed_article_gold_statements_are_found(tagger, seed_record):
     """The seed article's five gold statements, by overlap and label. The shipped tagger finds
-    four: it misses the last, a statement inside a relative clause ("… with which Japan has
-    signed defence equipment and technology transfer deal"), where its probabilities stay
-    below O. Issue 5 asks for all five; this test holds the line at what the model does now."""
+    four: it misses the last, a bare fact inside a relative clause ("… the 11th nation with
+    which Japan has signed defence equipment and technology transfer deal"), where it gives O
+    a probability of 0.94 or more on every word; so does the fully fine-tuned tagger (0.98),
+    and twelve training documents with statements in relative clauses did not change it.
+    Issue 5 asks for all five; this test holds the line at what the model does now."""
     out = tagger.tag([seed_record])[0]
     found = found_gold(out["spans"], seed_record["spans"])
     assert found[:4] == [True] * 4, (found, [(s["label"], s["text"]) for s in out["spans"]])
@@ -71,3 +73,16 @@ def test_a_statement_deep_in_a_long_document_is_found_as_in_a_short_one(tagger, 
     assert all(a or not b for a, b in zip(in_long, in_short)), (in_long, in_short)  # nothing lost
     assert sum(in_long) >= 4
     assert all(s["text"] == long_text[s["start"]:s["end"]] for s in long)
+
+
+def test_the_speed_benchmarks_pipeline_decodes_as_diplotag_does(tagger, seed_record):
+    """`diplotag bench speed` times transformers' pipeline with our decoder in its postprocess;
+    its answers must be ours, on a document of several windows too, or the ratio means nothing."""
+    from diplotag.eval.bench import pipeline_with_our_decoding
+
+    texts = [seed_record["text"], "\n\n".join([seed_record["text"]] * 4)]
+    ours = tagger.find_spans(texts)
+    theirs = [pipeline_with_our_decoding(tagger)(t) for t in texts]
+    assert len(tagger.tokenizer(texts[1])["input_ids"]) > 2 * tagger.max_length
+    key = lambda spans: [(s["start"], s["end"], s["label"]) for s in spans]
+    assert key(ours[1]) and [key(s) for s in theirs] == [key(s) for s in ours]

@@ -70,8 +70,10 @@ class TrainConfig(BaseModel):
     def sha256(self) -> str:
         """Hash of the settings that shape the model; where files live is left out (the data
         has its own hash), so the same run from another folder stamps the same, and so are
-        settings read only at inference (min_span_words)."""
-        settings = self.model_dump(mode="json", exclude={"train_file", "dev_file", "output_dir", "min_span_words"})
+        settings read only at inference (min_span_words), and so are LoRA settings in a full
+        fine-tuning run, which never reads them."""
+        ignored = {"train_file", "dev_file", "output_dir", "min_span_words"} | ({"lora"} if self.finetune == "full" else set())
+        settings = self.model_dump(mode="json", exclude=ignored)
         return hashlib.sha256(yaml.safe_dump(settings, sort_keys=True).encode()).hexdigest()
 
 
