@@ -106,7 +106,8 @@ def cmd_tag(args) -> int:
     if args.format == "html" and not args.output:
         raise ValueError("--format html needs -o PAGE.html")
     tagger = Tagger.from_pretrained(args.model, backend=args.backend, device=args.device,
-                                    batch_size=args.batch_size, max_length=args.max_length, stride=args.stride)
+                                    batch_size=args.batch_size, stance_batch_size=args.stance_batch_size,
+                                    max_length=args.max_length, stride=args.stride)
     rank, world = 0, 1
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # under `accelerate launch`: one shard per process
         from accelerate import PartialState
@@ -268,7 +269,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default="default", help="'default' (shipped), or a folder with tagger/ and stance/")
     p.add_argument("--backend", choices=["torch", "int8"], default="torch")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, … (default: cuda when there is one)")
-    p.add_argument("--batch-size", type=int, default=32, help="windows (and statements) per forward pass")
+    p.add_argument("--batch-size", type=int, default=8, help="windows per forward pass of the tagger")
+    p.add_argument("--stance-batch-size", type=int, default=32, help="statements per forward pass of the stance model")
     p.add_argument("--batch-docs", type=int, default=64, help="documents read, tagged and written per batch")
     p.add_argument("--max-length", type=int, help="tokens per window (default: as the tagger was trained)")
     p.add_argument("--stride", type=int, help="tokens of overlap between windows (default: as in training)")
@@ -303,7 +305,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", choices=["torch", "int8"], default="torch")
     p.add_argument("--out", default="eval/results/bench.json")
     p.set_defaults(func=cmd_bench_speed)
-    p = bench_verbs.add_parser("ablations", help="tagger dev F1: shipped form vs no class weights vs full fine-tuning")
+    p = bench_verbs.add_parser("ablations", help="tagger dev F1: shipped form vs full fine-tuning vs class weights")
     p.add_argument("--config", default="configs/tagger.yaml")
     p.add_argument("--only", type=int, nargs="*", help="run only these variants (0, 1, 2)")
     p.add_argument("--retrain", action="store_true", help="train again even where a finished run exists")

@@ -8,6 +8,7 @@ import sys
 import time
 
 import pytest
+import torch
 
 from diplotag.cli import main
 from diplotag.model.batch import complete_records, render_html
@@ -77,6 +78,17 @@ def test_python_api_accepts_texts_and_records(tiny_models):
 
 def _cli(*args):
     return [sys.executable, "-m", "diplotag.cli", *args]
+
+
+def test_int8_backend_stays_close_to_torch(tiny_models):
+    want = Tagger.from_pretrained(tiny_models, device="cpu")
+    got = Tagger.from_pretrained(tiny_models, backend="int8", device="cpu")
+    rows = [[101, 2023, 2003, 1037, 3231, 102]]
+    p, q = want._run(want.model, rows, 0)[0], got._run(got.model, rows, 0)[0]
+    assert type(got.model.bert.encoder.layer[0].attention.self.query).__module__.startswith("torch.ao")
+    assert type(got.model.classifier) is type(want.model.classifier)  # the head stays in float
+    assert type(got.model.bert.encoder.layer[0].output.dense) is torch.nn.Linear
+    assert abs(p - q).max() < 0.05
 
 
 def test_resume_after_kill_9_loses_and_duplicates_nothing(tmp_path, tiny_models):
