@@ -80,11 +80,9 @@ def pipeline_with_our_decoding(decoder):
             enc = encode_document(self.tokenizer, text)
             windows, first = [], 0
             for out in all_outputs:
-                logits = out["logits"][0].float().numpy()
-                probs = np.exp(logits - logits.max(-1, keepdims=True))
-                probs /= probs.sum(-1, keepdims=True)
+                probs = out["logits"][0].float().softmax(-1).numpy()  # as `Tagger._run` computes them
                 real = np.flatnonzero(out["special_tokens_mask"][0].numpy() == 0)
-                index = np.full(len(logits), -1)
+                index = np.full(len(probs), -1)
                 index[real] = np.arange(first, first + len(real))
                 # the pipeline's overflowing windows overlap by `stride` tokens
                 assert not len(real) or tuple(out["offset_mapping"][0][real[0]].tolist()) == enc.offsets[first]
