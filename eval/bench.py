@@ -90,6 +90,7 @@ def pipeline_with_our_decoding(decoder):
                 first += len(real) - stride
             return decoder.decode(text, enc, windows)
 
+    # the pipeline refuses `stride` without an aggregation strategy; ours replaces it in postprocess
     return DecodedPipeline(model=decoder.model, tokenizer=decoder.tokenizer, stride=stride, device="cpu",
                            aggregation_strategy="first")
 
