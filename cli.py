@@ -56,9 +56,13 @@ def cmd_data_build(args) -> int:
 
 
 def cmd_data_stats(args) -> int:
-    from .data.stats import corpus_stats, render_data_card
+    from transformers import AutoTokenizer
 
-    stats = corpus_stats()
+    from .data.stats import corpus_stats, render_data_card
+    from .model.base import DEFAULT_BASE, resolve_base
+
+    tokenizer = AutoTokenizer.from_pretrained(resolve_base(DEFAULT_BASE))
+    stats = corpus_stats(count_tokens=lambda text: len(tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"]))
     if args.json:
         print(json.dumps(stats, indent=1, ensure_ascii=False))
     else:
@@ -75,45 +79,74 @@ def cmd_train(args) -> int:
     from .train.config import load_config
 
     if args.what == "all" and args.config:
-        raise ValueError("train all reads configs/tagger.yaml and configs/stance.yaml; --config is for one model")
-    jobs = {"tagger": [args.config or "configs/tagger.yaml"], "stance": [args.config or "configs/stance.yaml"],
-            "all": ["configs/tagger.yaml", "configs/stance.yaml"]}[args.what]
-    configs = [load_config(path, args.set) for path in jobs]  # every config checked before any work
+        raise ValueError("train all reads configs/{tagger,stance,holder}.yaml; --config is for one model")
+    jobs = {"all": ["configs/tagger.yaml", "configs/stance.yaml", "configs/holder.yaml"]}.get(
+        args.what, [args.config or f"configs/{args.what}.yaml"])
+    from .train.common import check_before_training
+
+    configs = [load_config(path, args.set) for path in jobs]  # every config checked before any work,
+    for cfg in configs:                                        # the data and the base model's limits too
+        check_before_training(cfg)
     for cfg in configs:
         if cfg.task == "tagger":
             from .train.tagger import train_tagger as train
-        else:
+        elif cfg.task == "stance":
             from .train.stance import train_stance as train
+        else:
+            from .train.holder import train_holder as train
         dev = train(cfg, resume=args.resume)
         print(f"{cfg.task}: {cfg.output_dir}: " + ", ".join(f"{k}={v:.4f}" for k, v in dev.items()))
-        if args.ship and int(os.environ.get("RANK", "0")) == 0:  # one process copies, under accelerate too
-            from .model.base import DEFAULT_MODELS
-            from .train.common import ship_as_default
+    main_process = int(os.environ.get("RANK", "0")) == 0  # one process calibrates and copies, under accelerate too
+    neural = [cfg for cfg in configs if cfg.task in ("tagger", "stance")]
+    if neural and main_process:
+        from .train.calibrate import calibrate
 
+        root = neural[0].output_dir.parent  # runs/: tagger/ and stance/ side by side
+        if (root / "tagger").is_dir():
+            fitted = calibrate(root, neural[0].dev_file)
+            print("calibrated on dev: " + ", ".join(f"{k}={v}" for k, v in fitted.items()), file=sys.stderr)
+    if args.ship and main_process:
+        from .model.base import DEFAULT_MODELS
+        from .train.common import ship_as_default
+
+        for cfg in configs:
             ship_as_default(cfg.output_dir, DEFAULT_MODELS / cfg.task)
             print(f"shipped {cfg.output_dir} as {DEFAULT_MODELS / cfg.task}", file=sys.stderr)
     return 0
 
 
+def tag_device(requested: str, backend: str, state=None) -> str:
+    """The device to tag on. Under `accelerate launch` each process has a device of its own (the
+    accelerate state's, e.g. cuda:3): "auto" or "cuda" would put every process on GPU 0."""
+    if state is None or backend != "torch" or requested not in ("auto", "cuda"):
+        return requested
+    return str(state.device)
+
+
 def cmd_tag(args) -> int:
     import tempfile
 
-    from .model.batch import merge_shards, print_table, read_inputs, render_html, run_tag_job
+    from .model.batch import (ShardsFailed, add_counts, merge_shards, print_table, read_inputs, render_html,
+                              run_tag_job, shard_heartbeat, status_path, summary, wait_for_shards)
     from .model.tagger import Tagger
 
     if args.format != "jsonl" and args.resume:
         raise ValueError("--resume works with --format jsonl")
     if args.format == "html" and not args.output:
         raise ValueError("--format html needs -o PAGE.html")
-    tagger = Tagger.from_pretrained(args.model, backend=args.backend, device=args.device,
-                                    batch_size=args.batch_size, stance_batch_size=args.stance_batch_size,
-                                    max_length=args.max_length, stride=args.stride)
-    rank, world = 0, 1
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # under `accelerate launch`: one shard per process
+    rank, world, state = 0, 1, None
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # under `accelerate launch` or torchrun: one shard per process
+        import torch
         from accelerate import PartialState
 
-        state = PartialState()
+        # Made before the model is placed, since it sets this process's device. On CPU it must be
+        # told so: otherwise accelerate leaves CPU processes unaware of each other.
+        on_cpu = args.backend != "torch" or args.device == "cpu" or not torch.accelerator.is_available()
+        state = PartialState(cpu=on_cpu)
         rank, world = state.process_index, state.num_processes
+        if world == 1:  # each process would tag every record
+            raise ValueError(f"WORLD_SIZE is {os.environ['WORLD_SIZE']} but accelerate sees one process: "
+                             "start the job with accelerate launch or torchrun")
     tmp = None
     if args.format == "jsonl":
         out = args.output or "-"
@@ -122,19 +155,37 @@ def cmd_tag(args) -> int:
         out = tmp.name
     if world > 1 and (args.format != "jsonl" or out == "-" or "-" in args.inputs):
         raise ValueError("a sharded run reads files (not -) and writes --format jsonl to -o OUT.jsonl")
-    target = f"{out}.shard{rank}of{world}" if world > 1 else out
-    run_tag_job(tagger, read_inputs(args.inputs), target, batch_docs=args.batch_docs, strict=args.strict,
-                resume=args.resume, progress=not args.quiet, rank=rank, world=world)
+    target = Path(f"{out}.shard{rank}of{world}") if world > 1 else out
     if world > 1:
-        state.wait_for_everyone()
-        if rank == 0:
-            shards = [Path(f"{out}.shard{r}of{world}") for r in range(world)]
-            merge_shards(shards, Path(out))
-            for s in shards:
-                s.unlink()
-        state.wait_for_everyone()
+        finish = shard_heartbeat(target)
+        state.wait_for_everyone()  # every status file is fresh (none left from an earlier run) before any is read
+    try:
+        tagger = Tagger.from_pretrained(args.model, backend=args.backend,
+                                        device=tag_device(args.device, args.backend, state),
+                                        batch_size=args.batch_size, stance_batch_size=args.stance_batch_size,
+                                        max_length=args.max_length, stride=args.stride, min_score=args.min_score)
+        counts = run_tag_job(tagger, read_inputs(args.inputs), target, batch_docs=args.batch_docs,
+                             strict=args.strict, resume=args.resume, progress=not args.quiet, rank=rank, world=world)
+    except BaseException as err:
+        if world > 1:  # tell the merging process now, rather than let it wait for a heartbeat to stop
+            finish(error=f"{type(err).__name__}: {err}")
+        raise
+    print(summary(counts, f"[{rank}/{world}] " if world > 1 else ""), file=sys.stderr)
+    if world > 1:
+        finish(counts=counts)
         if rank != 0:
-            return 0
+            return 1 if counts["failed"] else 0
+        shards = [Path(f"{out}.shard{r}of{world}") for r in range(world)]
+        try:
+            counts = add_counts(wait_for_shards(shards, timeout=args.shard_timeout))
+        except ShardsFailed as err:
+            print(f"diplotag: error: {err}; the shards are kept: rerun with --resume to carry on", file=sys.stderr)
+            return 1
+        merge_shards(shards, Path(out))
+        for s in shards:
+            s.unlink()
+            status_path(s).unlink()
+        print(summary(counts, f"{out}: "), file=sys.stderr)
     if tmp is not None:
         records = [json.loads(line) for line in open(out, encoding="utf-8")]
         os.unlink(out)
@@ -143,7 +194,7 @@ def cmd_tag(args) -> int:
             print(f"wrote {args.output}", file=sys.stderr)
         else:
             print_table(records)
-    return 0
+    return 1 if counts["failed"] else 0  # so that schedulers notice; bad input alone is reported, not fatal
 
 
 def cmd_data_agreement(args) -> int:
@@ -271,12 +322,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, … (default: cuda when there is one)")
     p.add_argument("--batch-size", type=int, default=8, help="windows per forward pass of the tagger")
     p.add_argument("--stance-batch-size", type=int, default=32, help="statements per forward pass of the stance model")
+    p.add_argument("--min-score", type=float, default=0.0,
+                   help="drop statements whose calibrated score (the dev-fitted chance that it is exactly right) is lower")
     p.add_argument("--batch-docs", type=int, default=64, help="documents read, tagged and written per batch")
     p.add_argument("--max-length", type=int, help="tokens per window (default: as the tagger was trained)")
     p.add_argument("--stride", type=int, help="tokens of overlap between windows (default: as in training)")
     p.add_argument("--strict", action="store_true", help="stop at the first bad record instead of reporting it")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run into the same -o file")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--shard-timeout", type=float, default=60, metavar="SECONDS",
+                   help="a sharded run stops when a process shows no sign of life for this long")
     p.set_defaults(func=cmd_tag)
 
     p = verbs.add_parser("eval", help="score a model or predictions (and the baselines) against gold records")
@@ -305,7 +360,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", choices=["torch", "int8"], default="torch")
     p.add_argument("--out", default="eval/results/bench.json")
     p.set_defaults(func=cmd_bench_speed)
-    p = bench_verbs.add_parser("ablations", help="tagger dev F1: shipped form vs full fine-tuning vs class weights")
+    p = bench_verbs.add_parser("ablations", help="tagger dev F1 per epoch: the shipped form against its variants (head rate, LoRA, class weights)")
     p.add_argument("--config", default="configs/tagger.yaml")
     p.add_argument("--only", type=int, nargs="*", help="run only these variants (0, 1, 2)")
     p.add_argument("--retrain", action="store_true", help="train again even where a finished run exists")
@@ -313,7 +368,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_bench_ablations)
 
     p = verbs.add_parser("train", help="fine-tune the tagger, the stance model, or both")
-    p.add_argument("what", choices=["tagger", "stance", "all"])
+    p.add_argument("what", choices=["tagger", "stance", "holder", "all"])
     p.add_argument("--config", help="YAML config (default: configs/<what>.yaml)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value, e.g. --set epochs=3 --set lora.r=8 (repeatable)")

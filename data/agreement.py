@@ -51,12 +51,13 @@ def _exact(a, b):
 def score(second_dir: Path = SECOND_DIR) -> tuple[dict, list[str]]:
     """Agreement of the second annotation with the corpus: span F1 (exact: same label and
     offsets; overlap: same label, overlapping; spans paired one to one), Cohen's kappa on
-    stance over the pairs matched by overlap and label. Returns the figures and the list of
+    stance and holder accuracy over the pairs matched by overlap and label. `second_dir` may
+    be a list of files (one round of the study). Returns the figures and the list of
     disagreements."""
     gold = {r["id"]: r for recs in load_splits().values() for r in recs}
     exact = overlap = n_a = n_b = 0
-    stance_a, stance_b, notes = [], [], []
-    files = sorted(second_dir.glob("*.txt"))
+    stance_a, stance_b, holders, notes = [], [], [], []
+    files = sorted(second_dir.glob("*.txt")) if isinstance(second_dir, Path) else sorted(map(Path, second_dir))
     for path in files:
         second = load_source_file(path)
         if second["id"] not in gold:
@@ -75,6 +76,11 @@ def score(second_dir: Path = SECOND_DIR) -> tuple[dict, list[str]]:
                 continue
             stance_a.append(x["stance"])
             stance_b.append(y["stance"])
+            if "holder" in y:  # second annotations made before holders were annotated carry none
+                holders.append(x.get("holder") == y["holder"])
+                if x.get("holder") != y["holder"]:
+                    notes.append(f"{first['id']}\tHOLDER\t{x['label']}\tcorpus={x.get('holder')} second={y['holder']}\t"
+                                 f"{text[x['start']:x['end']]}")
             if y["stance"] != x["stance"]:
                 notes.append(f"{first['id']}\tSTANCE\t{x['label']}\tcorpus={x['stance']} second={y['stance']}\t"
                              f"{text[x['start']:x['end']]}")
@@ -86,7 +92,9 @@ def score(second_dir: Path = SECOND_DIR) -> tuple[dict, list[str]]:
     kappa = cohen_kappa_score(stance_a, stance_b) if len(set(stance_a + stance_b)) > 1 else None
     figures = {"documents": len(files), "spans_corpus": n_a, "spans_second": n_b,
                "span_f1_exact": prf(exact, n_b, n_a)["f1"], "span_f1_overlap": prf(overlap, n_b, n_a)["f1"],
-               "stance_kappa": round(kappa, 4) if kappa is not None else None, "stance_pairs": len(stance_a)}
+               "stance_kappa": round(kappa, 4) if kappa is not None else None, "stance_pairs": len(stance_a),
+               "holder_accuracy": round(sum(holders) / len(holders), 4) if holders else None,
+               "holder_pairs": len(holders)}
     return figures, notes
 
 

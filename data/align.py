@@ -15,6 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 
 IGNORE = -100
+# Bumped whenever labelling or windowing changes: cached training windows are keyed on it.
+ALIGN_VERSION = 2
 
 
 def bio_labels(entity_types) -> list[str]:

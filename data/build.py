@@ -16,7 +16,7 @@ def compile_split(src_dir: Path) -> list[dict]:
         record = load_source_file(path)
         if record["id"] != path.stem:
             errors.append(f"{path}: id {record['id']!r} differs from the file name")
-        _, problems = parse_record(record)
+        _, problems = parse_record(record, require_holder=True)
         errors += [f"{path}: {p}" for p in problems]
         records.append(record)
     if errors:

@@ -2,13 +2,13 @@
 
 What each format can hold:
 - CoNLL (`token<TAB>BIO-tag`, blank line between sentences): tokens and labels. No
-  stance, no meta, and the text's own spacing is lost (tokens are rejoined with one
+  stance, no holder, no meta, and the text's own spacing is lost (tokens are rejoined with one
   space). Records read from CoNLL remember the file's line ending and sentence
   breaks, so they write back byte for byte.
-- Label Studio: text, meta (in `data`), spans with label and stance (stance as a
-  per-region choice), prediction scores. Lossless both ways.
-- doccano JSONL: text, meta, spans; stance rides in the label name
-  (`LABEL/stance`). Lossless both ways.
+- Label Studio: text, meta (in `data`), spans with label, stance and holder (stance a
+  per-region choice, holder a per-region text field), prediction scores. Lossless both ways.
+- doccano JSONL: text, meta, spans; stance and holder ride in the label name
+  (`LABEL/stance/holder`). Lossless both ways.
 """
 import json
 import re
@@ -123,8 +123,8 @@ def write_conll(records, path) -> list[str]:
         out += nl
     with open(path, "w", encoding="utf-8", newline="") as f:
         f.write(out)
-    dropped = sum(1 for r in records for s in r.get("spans", []) if s.get("stance"))
-    return [f"CoNLL holds no stance: the stance of {dropped} spans was not written"] if dropped else []
+    dropped = sum(1 for r in records for s in r.get("spans", []) if s.get("stance") or s.get("holder"))
+    return [f"CoNLL holds no stance or holder: those of {dropped} spans were not written"] if dropped else []
 
 
 # ---- Label Studio ------------------------------------------------------------------------------
@@ -137,6 +137,7 @@ LABEL_STUDIO_CONFIG = """<View>
   <Choices name="stance" toName="text" perRegion="true" choice="single">
     <Choice value="support"/><Choice value="oppose"/><Choice value="neutral"/>
   </Choices>
+  <TextArea name="holder" toName="text" perRegion="true" maxSubmissions="1" placeholder="holder (canonical name or none)"/>
 </View>"""
 
 
@@ -153,6 +154,9 @@ def _label_studio_result(text, spans) -> list[dict]:
         if s.get("stance"):
             result.append({"id": rid, "from_name": "stance", "to_name": "text", "type": "choices",
                            "value": dict(region, choices=[s["stance"]])})
+        if s.get("holder"):
+            result.append({"id": rid, "from_name": "holder", "to_name": "text", "type": "textarea",
+                           "value": dict(region, text=[s["holder"]])})
     return result
 
 
@@ -179,7 +183,7 @@ def _label_studio_regions(task: dict, where: str) -> dict:
     regions = {}
     for item in source:
         v = item.get("value", {})
-        if item.get("type") in ("labels", "choices") and not (isinstance(v.get("start"), int)
+        if item.get("type") in ("labels", "choices", "textarea") and not (isinstance(v.get("start"), int)
                                                                and isinstance(v.get("end"), int)):
             raise ValueError(f"{where}: a region without integer start/end")
         region = regions.setdefault(item.get("id") or (v.get("start"), v.get("end")),
@@ -190,6 +194,8 @@ def _label_studio_regions(task: dict, where: str) -> dict:
                 region["score"] = item["score"]
         elif item.get("type") == "choices" and item.get("from_name") == "stance":
             region["stance"] = v["choices"][0]
+        elif item.get("type") == "textarea" and item.get("from_name") == "holder":
+            region["holder"] = str(v["text"][0]).strip()
     return regions
 
 
@@ -215,7 +221,7 @@ def from_label_studio(tasks, path="<label studio>") -> list[dict]:
 
 def to_doccano(records) -> list[dict]:
     return [{"id": r["id"], "text": r["text"], "meta": r.get("meta", {}),
-             "label": [[s["start"], s["end"], s["label"] + (f"/{s['stance']}" if s.get("stance") else "")]
+             "label": [[s["start"], s["end"], "/".join([s["label"]] + [s[k] for k in ("stance", "holder") if s.get(k)])]
                        for s in r.get("spans", [])]}
             for r in records]
 
@@ -235,8 +241,10 @@ def from_doccano(rows, path="<doccano>") -> list[dict]:
             raise ValueError(f"{path}: row {n + 1} ({row.get('id')}): malformed label or entity: {err!r}") from None
         spans = []
         for start, end, name in triples:
-            label, _, stance = name.partition("/")
-            spans.append({"start": start, "end": end, "label": label, **({"stance": stance} if stance else {})})
+            label, _, rest = name.partition("/")
+            stance, _, holder = rest.partition("/")
+            spans.append({"start": start, "end": end, "label": label, **({"stance": stance} if stance else {}),
+                          **({"holder": holder} if holder else {})})
         records.append({"id": str(row.get("id", n)), "text": row.get("text"),
                         "meta": row.get("meta", {}), "spans": sorted(spans, key=lambda s: s["start"])})
     return records

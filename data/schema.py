@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
 
-from .markup import LABELS, STANCES
+from .markup import FORMS, HOLDERS, LABELS, STANCES
 
 class Span(BaseModel):
     model_config = ConfigDict(extra="allow")  # predictions carry score, text, stance_scores
@@ -15,6 +15,8 @@ class Span(BaseModel):
     end: StrictInt = Field(ge=0)
     label: StrictStr
     stance: StrictStr | None = None
+    holder: StrictStr | None = None      # canonical name (data/holders.tsv) or "none"
+    forms: list[StrictStr] | None = None  # the hard forms it takes (data/markup.py FORMS), corpus only
 
 
 class Record(BaseModel):
@@ -25,10 +27,11 @@ class Record(BaseModel):
     spans: list[Span] = Field(default_factory=list)
 
 
-def span_errors(record: Record, labels=LABELS, stances=STANCES, require_stance=True) -> list[str]:
+def span_errors(record: Record, labels=LABELS, stances=STANCES, require_stance=True, require_holder=False) -> list[str]:
     """Errors that need the text: offsets in range, no empty/inverted spans, no white space at
-    an edge, no overlaps, known label and stance. `labels=None` accepts any label (generic
-    corpora such as re3d's entity types)."""
+    an edge, no overlaps, known label, stance and holder. `labels=None` accepts any label
+    (generic corpora such as re3d's entity types); a holder is checked against the canonical
+    list whenever labels are, and required with `require_holder` (the corpus splits)."""
     errors, text = [], record.text
     for i, s in enumerate(record.spans):
         where = f"span {i} [{s.start}:{s.end}]"
@@ -38,6 +41,12 @@ def span_errors(record: Record, labels=LABELS, stances=STANCES, require_stance=T
             errors.append(f"{where}: no stance")
         elif s.stance is not None and s.stance not in stances:
             errors.append(f"{where}: unknown stance {s.stance!r}")
+        if s.holder is None and require_holder:
+            errors.append(f"{where}: no holder")
+        elif s.holder is not None and labels is not None and s.holder not in HOLDERS:
+            errors.append(f"{where}: unknown holder {s.holder!r} (a canonical name of data/holders.tsv, or 'none')")
+        if s.forms and any(f not in FORMS for f in s.forms):
+            errors.append(f"{where}: unknown form in {s.forms!r}")
         if s.end > len(text) or s.start > len(text):
             errors.append(f"{where}: offset out of range (text has {len(text)} characters)")
         elif s.end < s.start:

@@ -7,7 +7,7 @@ from itertools import combinations
 from pathlib import Path
 
 from .build import CORPUS_DIR, load_splits
-from .markup import LABELS, STANCES
+from .markup import FORMS, LABELS, STANCES
 from .sentences import sentence_bounds
 
 AGREEMENT_FILE = CORPUS_DIR / "agreement.json"
@@ -41,9 +41,11 @@ def near_copies(records, threshold=0.5) -> list[tuple[str, str, float]]:
     return [(a, b, round(j, 3)) for a, b, j in pairwise_5gram_jaccard(records) if j >= threshold]
 
 
-def corpus_stats(corpus_dir: Path = CORPUS_DIR) -> dict:
+def corpus_stats(corpus_dir: Path = CORPUS_DIR, count_tokens=None) -> dict:
+    """Every figure of the data card. `count_tokens` (text → number of tokens of the default
+    base's tokenizer, given by the caller: data/ knows no model) adds the train split's size."""
     splits = load_splits(corpus_dir)
-    everything = [r for recs in splits.values() for r in recs]
+    everything = [dict(r, _split=split) for split, recs in splits.items() for r in recs]
     spans = [s for r in everything for s in r["spans"]]
     per_label = {lab: Counter(s["stance"] for s in spans if s["label"] == lab) for lab in LABELS}
 
@@ -62,8 +64,17 @@ def corpus_stats(corpus_dir: Path = CORPUS_DIR) -> dict:
     dates = sorted(r["meta"]["date"] for r in everything if r["meta"].get("date"))
     similarities = list(pairwise_5gram_jaccard(everything))
     doc_words = [len(r["text"].split()) for r in everything]
+    holders = Counter(s.get("holder", "?") for s in spans)
+    by_holder = {h: {st: sum(s["stance"] == st for s in spans if s.get("holder", "?") == h) for st in STANCES}
+                 for h, _ in holders.most_common()}
+    train = splits.get("train", [])
     return {
         "documents": {s: len(recs) for s, recs in splits.items()},
+        "documents_without_statement": {s: sum(not r["spans"] for r in recs) for s, recs in splits.items()},
+        "train_tokens": sum(count_tokens(r["text"]) for r in train) if count_tokens else None,
+        "stance": {st: sum(s["stance"] == st for s in spans) for st in STANCES},
+        "forms_in_train": {f: sum(f in s.get("forms", []) for r in train for s in r["spans"]) for f in FORMS},
+        "stance_by_holder": by_holder,
         "spans": {s: sum(len(r["spans"]) for r in recs) for s, recs in splits.items()},
         "spans_per_label": {lab: sum(c.values()) for lab, c in per_label.items()},
         "stance_per_label": {lab: {st: c[st] for st in STANCES} for lab, c in per_label.items()},
@@ -100,6 +111,24 @@ def render_data_card(st: dict) -> str:
         out.append(f"| {s} | {docs[s]} | {spans[s]} | " + " | ".join(str(st["per_split_label"][s].get(l, 0)) for l in LABELS) + " |")
     out.append(f"| **all** | {sum(docs.values())} | {sum(spans.values())} | "
                + " | ".join(str(st["spans_per_label"][l]) for l in LABELS) + " |")
+    no_statement, n_docs = st["documents_without_statement"], sum(docs.values())
+    stance_total = sum(st["stance"].values())
+    out += ["", "## Density, length and stance as in real news", "",
+            f"- Documents with no statement: {sum(no_statement.values())} of {n_docs} "
+            f"({_pct(sum(no_statement.values()), n_docs)}); per split: "
+            + ", ".join(f"{k} {v} of {docs[k]}" for k, v in no_statement.items()) + ".",
+            f"- Sentences that carry a statement: {st['sentences'] - st['sentences_without_statement']} of "
+            f"{st['sentences']} ({_pct(st['sentences'] - st['sentences_without_statement'], st['sentences'])}).",
+            f"- Document length in words: min {st['document_words']['min']}, median {st['document_words']['median']}, "
+            f"max {st['document_words']['max']}.",
+            f"- Training text: {st['train_tokens'] if st['train_tokens'] is not None else '?'} tokens "
+            f"(the default base's tokenizer).",
+            "- Stance over all statements: " + ", ".join(f"{k} {v} ({_pct(v, stance_total)})" for k, v in st["stance"].items()) + ".",
+            "- Statement forms in train (tagged in the markup): " + ", ".join(f"{k} {v}" for k, v in st["forms_in_train"].items()) + ".",
+            "", "## Stance by holder", "", "| holder | statements | support | oppose | neutral |", "|---|---|---|---|---|"]
+    for holder, c in st["stance_by_holder"].items():
+        total = sum(c.values())
+        out.append(f"| {holder} | {total} | " + " | ".join(f"{c[x]} ({_pct(c[x], total)})" for x in STANCES) + " |")
     out += ["", "## Stance per label", "", "| label | support | oppose | neutral |", "|---|---|---|---|"]
     for lab, c in st["stance_per_label"].items():
         total = sum(c.values())
@@ -131,6 +160,9 @@ def render_data_card(st: dict) -> str:
                 f"| Cohen's kappa, stance on overlapping same-label spans | "
                 f"{'undefined' if agr['stance_kappa'] is None else format(agr['stance_kappa'], '.3f')} "
                 f"(n={agr['stance_pairs']}) |",
+                f"| holder accuracy on matched spans | "
+                f"{'–' if agr.get('holder_accuracy') is None else format(agr['holder_accuracy'], '.3f')} "
+                f"(n={agr.get('holder_pairs', 0)}) |",
                 "", agr.get("notes", "")]
     else:
         out.append("No second annotation yet.")
@@ -138,6 +170,6 @@ def render_data_card(st: dict) -> str:
             "Documents were written to the brief in `data/AUTHORING.md`, by voice, in separate batches: train and "
                 "dev first, then the test split in voices and phrasings of its own, by writers who never saw the "
                 "train and dev documents. Each file is `data/corpus/src/<split>/<id>.txt` with inline "
-                "`[[LABEL/stance: …]]` markup, compiled by `diplotag data build`. The test split is never used to "
+                "`[[LABEL/stance/Holder: …]]` markup, compiled by `diplotag data build`. The test split is never used to "
                 "choose anything (models, thresholds, configs are chosen on dev)."]
     return "\n".join(out) + "\n"

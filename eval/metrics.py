@@ -96,6 +96,25 @@ def end_to_end(gold, pred) -> dict:
     return out
 
 
+def end_to_end_holder(gold, pred) -> dict:
+    """A predicted statement is right when it overlaps a gold one of its label and names the same
+    holder (one to one); only gold statements that record a holder count."""
+    def same(a, b):
+        return overlaps(a, b) and a["label"] == b["label"] and a.get("holder") == b.get("holder")
+
+    gold = [dict(g, spans=[s for s in g["spans"] if s.get("holder")]) for g in gold]
+    hits = sum(p is not None for g, q in zip(gold, pred) for _, p in match_spans(g["spans"], q["spans"], same)[0])
+    return prf(hits, sum(len(q["spans"]) for q in pred), sum(len(g["spans"]) for g in gold))
+
+
+def holder_scores(gold_holders, predicted, baseline) -> dict:
+    """Holder accuracy on gold statements, beside the nearest-preceding-actor baseline's."""
+    if not gold_holders:
+        return {"n": 0}
+    return {"accuracy": round(accuracy_score(gold_holders, predicted), 4),
+            "baseline_accuracy": round(accuracy_score(gold_holders, baseline), 4), "n": len(gold_holders)}
+
+
 def stance_scores(gold_stances, predicted, probabilities=None) -> dict:
     if not gold_stances:
         return {"n": 0}

@@ -7,6 +7,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "eval" / "results"
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
+# (row label, folder under eval/results/) of the corpus-v2 comparison
+CROSS = [("new (shipped now)", "test"), ("new (shipped now)", "new-models-old-test"),
+         ("old (before corpus v2)", "old-models-new-test"), ("old (before corpus v2)", "old-models-old-test")]
 
 
 def _load(name):
@@ -17,16 +20,41 @@ def _load(name):
 def test_table(res) -> list[str]:
     lines = [f"Test split (`{res['data']}`, {res['documents']} documents, {res['gold_spans']} statements), "
              "from `diplotag eval --model default --data data/corpus/test.jsonl --out eval/results/test`:", "",
-             "| system | span P | span R | span F1 | partial F1 | stance macro F1 (gold spans) | end-to-end F1 |",
-             "|---|---|---|---|---|---|---|"]
+             "| system | span P | span R | span F1 | partial F1 | stance macro F1 (gold spans) | end-to-end F1 "
+             "| span ECE | stance ECE |", "|---|---|---|---|---|---|---|---|---|"]
     for name, r in res["systems"].items():
         m, st = r["seqeval"]["micro avg"], r.get("stance_on_gold_spans", {})
         lines.append(f"| {name} | {m['precision']:.3f} | {m['recall']:.3f} | **{m['f1-score']:.3f}** | "
                      f"{r['nervaluate']['overall']['partial']['f1']:.3f} | {st.get('macro_f1', float('nan')):.3f} | "
-                     f"{r['end_to_end']['strict']['f1']:.3f} |")
+                     f"{r['end_to_end']['strict']['f1']:.3f} | {r['span_calibration'].get('ece', float('nan')):.3f} | "
+                     f"{st.get('ece', float('nan')):.3f} |")
     lines += ["", "Span scores are seqeval entity-level, strict IOB2; partial F1 is nervaluate's; end to end, a "
-              "statement counts only with the right offsets, label and stance. Full report with per-label scores, "
-              "confusion matrices and calibration: `eval/results/test/report.md`."]
+              "statement counts only with the right offsets, label and stance; ECE is the expected calibration "
+              "error of the (dev-calibrated) span and stance scores. Full report with per-label scores, "
+              "confusion matrices and reliability plots: `eval/results/test/report.md`."]
+    for name, r in res["systems"].items():
+        if "holder_on_gold_spans" in r:
+            h, e2e = r["holder_on_gold_spans"], r["end_to_end_holder"]
+            lines += ["", f"Holders ({name}): accuracy **{h['accuracy']:.3f}** on the {h['n']} gold statements "
+                      f"(with the model's own stance), against {h['baseline_accuracy']:.3f} for the baseline that "
+                      f"takes the nearest actor named before the statement; end to end (a predicted statement "
+                      f"overlapping a gold one of its label, with the right holder) P {e2e['precision']:.3f}, "
+                      f"R {e2e['recall']:.3f}, F1 {e2e['f1']:.3f}."]
+    return lines
+
+
+def cross_table(rows) -> list[str]:
+    """The old shipped models on the new test split and the new ones on the old test split."""
+    lines = ["Corpus v2 against the models and test split before it (`diplotag eval` on each pair; "
+             "old models: the LoRA adapters shipped before corpus v2):", "",
+             "| models | test split | documents | span F1 | partial F1 | stance macro F1 (gold spans) | end-to-end F1 |",
+             "|---|---|---|---|---|---|---|"]
+    for label, res in rows:
+        r = res["systems"]["diplotag"]
+        lines.append(f"| {label} | `{res['data']}` | {res['documents']} | {r['seqeval']['micro avg']['f1-score']:.3f} | "
+                     f"{r['nervaluate']['overall']['partial']['f1']:.3f} | "
+                     f"{r.get('stance_on_gold_spans', {}).get('macro_f1', float('nan')):.3f} | "
+                     f"{r['end_to_end']['strict']['f1']:.3f} |")
     return lines
 
 
@@ -73,13 +101,16 @@ def speed_table(res) -> list[str]:
 def ablation_table(res) -> list[str]:
     lines = ["Tagger choices on the dev split, from `diplotag bench ablations` (one `diplotag train tagger` run "
              "each): whole documents decoded as `diplotag tag` does (seqeval strict P/R/F1, nervaluate partial "
-             "F1), and the Trainer's in-loop window-level F1 (argmax per token) of the best checkpoint:", "",
-             "| run | settings | dev P | dev R | dev F1 | partial F1 | in-loop F1 | training time |",
+             "F1) with the best checkpoint, and the in-loop dev F1 after each epoch (decoded documents, strict; "
+             "in brackets seqeval's strict IOB2 over argmax tags, the metric that used to choose checkpoints):", "",
+             "| run | settings | dev P | dev R | dev F1 | partial F1 | dev F1 per epoch [argmax] | training time |",
              "|---|---|---|---|---|---|---|---|"]
     for r in res["runs"]:
-        d, m = r["dev_documents"], r["dev_metrics"]
+        d = r["dev_documents"]
+        epochs = ", ".join(f"{e['eval_f1']:.2f} [{e.get('eval_token_f1', float('nan')):.2f}]"
+                           for e in r.get("dev_per_epoch") or [])
         lines.append(f"| {r['name']} | {r['settings']} | {d['precision']:.3f} | {d['recall']:.3f} | **{d['f1']:.3f}** | "
-                     f"{d['partial_f1']:.3f} | {m['eval_f1']:.3f} | {r['train_seconds']:.0f} s |")
+                     f"{d['partial_f1']:.3f} | {epochs or '–'} | {r['train_seconds']:.0f} s |")
     return lines
 
 
@@ -90,6 +121,10 @@ def results_section() -> str:
         res = _load(name)
         if res:
             parts += render(res) + [""]
+        if name == "test/results.json":
+            cross = [(label, _load(f"{folder}/results.json")) for label, folder in CROSS]
+            if all(res for _, res in cross):
+                parts += cross_table(cross) + [""]
     return "\n".join(parts) or "No results yet: run the commands above.\n"
 
 

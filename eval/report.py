@@ -11,9 +11,10 @@ from . import metrics
 from .baselines import KeywordTagger, TfidfStance
 
 
-def score_system(gold, pred, stance_on_gold=None, labels=LABELS) -> dict:
+def score_system(gold, pred, stance_on_gold=None, labels=LABELS, holder_on_gold=None) -> dict:
     """Every metric of one system. `stance_on_gold`: (stances, probabilities) predicted for the
-    gold spans in order, when the system can be given gold spans."""
+    gold spans in order, when the system can be given gold spans; `holder_on_gold`: (predicted,
+    baseline) holders of the gold spans that record one."""
     out = {"seqeval": metrics.seqeval_scores(gold, pred, labels),
            "nervaluate": metrics.nervaluate_scores(gold, pred, labels),
            "end_to_end": metrics.end_to_end(gold, pred),
@@ -22,6 +23,10 @@ def score_system(gold, pred, stance_on_gold=None, labels=LABELS) -> dict:
     if stance_on_gold is not None:
         truth = [s["stance"] for r in gold for s in r["spans"]]
         out["stance_on_gold_spans"] = metrics.stance_scores(truth, *stance_on_gold)
+    if holder_on_gold is not None:
+        truth = [s["holder"] for r in gold for s in r["spans"] if s.get("holder")]
+        out["holder_on_gold_spans"] = metrics.holder_scores(truth, *holder_on_gold)
+        out["end_to_end_holder"] = metrics.end_to_end_holder(gold, pred)
     return out
 
 
@@ -31,12 +36,29 @@ def model_predictions(model_dir, gold, **kw):
     tagger = Tagger.from_pretrained(model_dir, **kw)
     pred = tagger.tag([{"id": r["id"], "text": r["text"]} for r in gold])
     if tagger.stance_model is None:  # a tagger alone: no stance on gold spans to score
-        return pred, None
+        return pred, None, None
     spans = [[{k: s[k] for k in ("start", "end", "label")} for s in r["spans"]] for r in gold]
     tagger.predict_stance([r["text"] for r in gold], spans)
     stances = [s["stance"] for doc in spans for s in doc]
     probs = [[s["stance_scores"][k] for k in metrics.STANCES] for doc in spans for s in doc]
-    return pred, (stances, probs)
+    holders = None
+    if tagger.holder_ranker is not None:  # gold spans, the model's own stance, as in `diplotag tag`
+        tagger.holder_ranker.predict([r["text"] for r in gold], spans)
+        has_holder = [[bool(s.get("holder")) for s in r["spans"]] for r in gold]
+        holders = ([s["holder"] for doc, keep in zip(spans, has_holder) for s, k in zip(doc, keep) if k],
+                   nearest_actor_holders(gold))
+    return pred, (stances, probs), holders
+
+
+def nearest_actor_holders(gold) -> list[str]:
+    """The holder baseline on the gold spans that record a holder: the last actor named before each."""
+    from ..model.holder import gazetteer, nearest_preceding_actor
+
+    out = []
+    for r in gold:
+        mentions = gazetteer().mentions(r["text"])
+        out += [nearest_preceding_actor(r["text"], s, mentions) for s in r["spans"] if s.get("holder")]
+    return out
 
 
 def baseline_predictions(gold, train_records):
@@ -131,6 +153,14 @@ def markdown(results: dict) -> str:
             lines.append(f"| {lab} | {s.get('precision', 0):.3f} | {s.get('recall', 0):.3f} | {s.get('f1-score', 0):.3f} | "
                          f"{nv.get('partial', 0):.3f} | {nv.get('ent_type', 0):.3f} |")
         lines += ["", f"![{name}]({slug(name)}.png)"]
+    for name, r in results["systems"].items():
+        if "holder_on_gold_spans" in r:
+            h, e2e = r["holder_on_gold_spans"], r["end_to_end_holder"]
+            lines += ["", f"## {name}: holders", "", "| measure | value |", "|---|---|",
+                      f"| holder accuracy on gold statements | {h['accuracy']:.3f} (n={h['n']}) |",
+                      f"| baseline: nearest preceding actor | {h['baseline_accuracy']:.3f} |",
+                      f"| end to end (statement overlaps, label and holder right): P / R / F1 | "
+                      f"{e2e['precision']:.3f} / {e2e['recall']:.3f} / {e2e['f1']:.3f} |"]
     lines += ["", "Errors of the first system (every false positive and negative, with its sentence): `errors.tsv`."]
     return "\n".join(lines) + "\n"
 
@@ -139,8 +169,8 @@ def run_eval(data_file, out_dir, model_dir=None, pred_file=None, train_file=None
     gold = load_corpus(data_file)
     systems, first_pred = {}, None
     if model_dir:
-        pred, stance = model_predictions(model_dir, gold, **model_kw)
-        systems["diplotag"] = score_system(gold, pred, stance)
+        pred, stance, holders = model_predictions(model_dir, gold, **model_kw)
+        systems["diplotag"] = score_system(gold, pred, stance, holder_on_gold=holders)
         first_pred = pred
     if pred_file:
         by_id = {r["id"]: r for r in load_corpus(pred_file, require_stance=False)}

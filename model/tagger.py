@@ -22,18 +22,40 @@ from .base import DEFAULT_MODELS, resolve_base
 from .stance import stance_inputs
 
 
+# config.json keys of the calibrations fitted on dev (train/calibrate.py)
+SPAN_CALIBRATION, STANCE_TEMPERATURE = "diplotag_span_platt", "diplotag_stance_temperature"
+# config.json key of a shipped full fine-tune whose word embeddings were frozen: the base to take them from
+EMBEDDINGS_FROM_BASE = "diplotag_word_embeddings_from"
+
+
 def load_model(path, auto_cls):
     """A standard Hugging Face folder, or a PEFT adapter folder (the shipped default form: adapter
     weights, config.json with id2label, tokenizer), merged into its base model on load."""
-    path = Path(path)
-    if not (path / "adapter_config.json").exists():
-        return auto_cls.from_pretrained(path)
-    from peft import PeftModel
+    import warnings
 
-    base_name = json.loads((path / "adapter_config.json").read_text())["base_model_name_or_path"]
-    config = AutoConfig.from_pretrained(path)
-    base = auto_cls.from_pretrained(resolve_base(base_name), config=config)
-    return PeftModel.from_pretrained(base, path).merge_and_unload()
+    from transformers.utils import logging as hf_logging
+
+    path = Path(path)
+    verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()  # "Loading weights" bars are noise in a tagging job
+    try:
+        if not (path / "adapter_config.json").exists():
+            return auto_cls.from_pretrained(path)  # a full model: its load report, if any, stays visible
+        from peft import PeftModel
+
+        base_name = json.loads((path / "adapter_config.json").read_text())["base_model_name_or_path"]
+        config = AutoConfig.from_pretrained(path)
+        # The base checkpoint has no classification head, which the adapter supplies: the base
+        # load report's "MISSING … newly initialized" would be untrue of the model we return.
+        hf_logging.set_verbosity_error()
+        base = auto_cls.from_pretrained(resolve_base(base_name), config=config)
+        with warnings.catch_warnings():  # peft reads transformers' deprecated names: for their authors, not our users
+            warnings.simplefilter("ignore", FutureWarning)
+            return PeftModel.from_pretrained(base, path).merge_and_unload()
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()
 
 
 def quantize_int8(model):
@@ -49,6 +71,65 @@ def quantize_int8(model):
     spec = {name: per_channel_dynamic_qconfig for name, module in model.named_modules()
             if isinstance(module, torch.nn.Linear) and not stays_float(name)}
     return quantize_dynamic(model, spec, dtype=torch.qint8)
+
+
+# Words that carry no statement on their own: a predicted span made only of these (an auxiliary,
+# "reaffirmed the", "said it would") is a fragment, and decoding drops it.
+FUNCTION_WORDS = frozenset("""a an the this that these those it its it's he she they them their his her we our i you
+of to in on at by for with from into over under as about against between and or but nor not no
+is are was were be been being am has have had do does did will would shall should can could may might must
+said says say told tell stated noted stressed reaffirmed reiterated added announced confirmed expressed
+underlined underscored emphasised emphasized highlighted insisted also which who whom whose
+what when where while there here so than then very more most such other""".split())
+
+
+def snap_to_words(text: str, start: int, end: int) -> tuple[int, int]:
+    """A statement never starts or ends inside a word. A start on the possessive "s" that the
+    tokenizer split off after an apostrophe ("Beijing’s") moves on to the next word (the owner
+    is an agent subject, outside the span); any other start inside a word moves back to the
+    word's first character, and an end inside a word moves on to its last."""
+    joiners = "’'‑-"
+
+    def joined_before(i):  # the character before i continues the same word
+        return 0 < i <= len(text) and (text[i - 1].isalnum() or (text[i - 1] in joiners and i > 1 and text[i - 2].isalnum()))
+
+    def joined_after(i):  # the character at i continues the word that ends before it
+        return i < len(text) and (text[i].isalnum() or (text[i] in joiners and i + 1 < len(text) and text[i + 1].isalnum()))
+
+    if 0 < start < len(text) and text[start - 1] in "’'" and text[start] in "sS" and joined_before(start - 1) and (
+            start + 1 == len(text) or not text[start + 1].isalnum()):
+        start += 1
+        while start < end and not text[start].isalnum():
+            start += 1
+    elif start < len(text) and text[start].isalnum():
+        while joined_before(start):
+            start -= 1
+    if end > 0 and text[end - 1].isalnum():
+        while joined_after(end):
+            end += 1
+    return start, max(start, end)
+
+
+def has_content(words: list[str]) -> bool:
+    return any(w.strip(".,;:!?\"'“”‘’()[]—–-").lower() not in FUNCTION_WORDS for w in words)
+
+
+def decode_document(text: str, enc, windows, id2label: dict, min_words: int = 1, prior_correction=None) -> list[dict]:
+    """Spans of one document from its windows' `(token_index, probs)`: windows merged, the
+    class-weight prior divided out, tags decoded to valid IOB2, edges snapped to whole words,
+    statements too short or with no content word dropped. Training scores checkpoints with
+    this same function, so the dev F1 it selects on is the F1 `diplotag tag` delivers."""
+    probs = merge_window_probs(len(enc.input_ids), windows)
+    if prior_correction is not None:
+        probs = probs * prior_correction
+        probs /= probs.sum(-1, keepdims=True)
+    spans = []
+    for s in bio_to_char_spans(text, enc, probs, id2label):
+        s["start"], s["end"] = snap_to_words(text, s["start"], s["end"])
+        words = text[s["start"]:s["end"]].split()
+        if words and len(words) >= min_words and has_content(words) and not (spans and s["start"] < spans[-1]["end"]):
+            spans.append(s)
+    return spans
 
 
 def _batches_by_length(lengths, batch_size):
@@ -70,10 +151,16 @@ def _pad(rows, pad_id):
 class Tagger:
     def __init__(self, tagger_model, tagger_tokenizer, stance_model=None, stance_tokenizer=None, *,
                  max_length=512, stride=128, batch_size=8, stance_batch_size=32, stance_max_length=160, context_sentences=1,
-                 min_words=1, device="cpu"):
+                 min_words=1, device="cpu", holder_ranker=None, calibrated=True, min_score=0.0):
         self.model, self.tokenizer = tagger_model.eval().to(device), tagger_tokenizer
         self.stance_model = stance_model.eval().to(device) if stance_model is not None else None
         self.stance_tokenizer = stance_tokenizer
+        self.holder_ranker = holder_ranker
+        # scores fitted to mean "probability this is right" on dev; `min_score` drops statements below it
+        self.span_platt = getattr(tagger_model.config, SPAN_CALIBRATION, None) if calibrated else None
+        self.stance_temperature = (getattr(stance_model.config, STANCE_TEMPERATURE, None)
+                                   if calibrated and stance_model is not None else None)
+        self.min_score = min_score
         self.max_length = min(max_length, self.tokenizer.model_max_length)
         # on CPU, 8 windows of 256 tokens per pass ran 7% faster than 32 (attention's memory
         # grows with the square of the length), while short stance inputs gain from 32
@@ -114,6 +201,10 @@ class Tagger:
         tagger = load_model(tagger_dir, AutoModelForTokenClassification)
         stance = load_model(stance_dir, AutoModelForSequenceClassification) if stance_dir else None
         stance_tokenizer = AutoTokenizer.from_pretrained(stance_dir) if stance_dir else None
+        if (root / "holder" / "holder_ranker.json").exists():
+            from .holder import HolderRanker
+
+            kw.setdefault("holder_ranker", HolderRanker.from_pretrained(root / "holder"))
         if backend == "int8":
             tagger, stance = (quantize_int8(m) if m is not None else None for m in (tagger, stance))
         elif backend != "torch":
@@ -152,15 +243,14 @@ class Tagger:
         return [self.decode(text, enc, wins) for text, enc, wins in zip(texts, encodings, per_doc)]
 
     def decode(self, text: str, enc, windows) -> list[dict]:
-        """Spans of one document from its windows' `(token_index, probs)`: windows merged, the
-        class-weight prior divided out, tags decoded to valid IOB2, statements too short dropped."""
-        probs = merge_window_probs(len(enc.input_ids), windows)
-        if self.prior_correction is not None:
-            probs = probs * self.prior_correction
-            probs /= probs.sum(-1, keepdims=True)
-        # the tagger's config may set a shortest statement (configs/tagger.yaml: two words)
-        return [s for s in bio_to_char_spans(text, enc, probs, self.id2label)
-                if len(text[s["start"]:s["end"]].split()) >= self.min_words]
+        """Spans of one document from its windows' `(token_index, probs)` (`decode_document`)."""
+        spans = decode_document(text, enc, windows, self.id2label, self.min_words, self.prior_correction)
+        if self.span_platt:
+            a, b = self.span_platt
+            for s in spans:
+                p = min(max(s["score"], 1e-6), 1 - 1e-6)
+                s["score"] = round(1 / (1 + np.exp(-(a * np.log(p / (1 - p)) + b))), 4)
+        return [s for s in spans if s["score"] >= self.min_score]
 
     def predict_stance(self, texts: list[str], spans_per_doc: list[list[dict]]) -> None:
         """Add `stance` and `stance_scores` to every span, in place."""
@@ -179,6 +269,9 @@ class Tagger:
                           self.stance_batch_size)
         names = {int(k): v for k, v in self.stance_model.config.id2label.items()}
         for s, p in zip(where, probs):
+            if self.stance_temperature:  # softmax(logits / T), from the probabilities
+                p = np.power(np.clip(p, 1e-12, 1), 1 / self.stance_temperature)
+                p = p / p.sum()
             s["stance"] = names[int(p.argmax())]
             s["stance_scores"] = {names[i]: round(float(x), 4) for i, x in enumerate(p)}
 
@@ -190,8 +283,11 @@ class Tagger:
         texts = [r["text"] for r in records]
         spans_per_doc = self.find_spans(texts)
         self.predict_stance(texts, spans_per_doc)
+        if self.holder_ranker is not None:  # after stance: a neutral statement is mostly nobody's
+            self.holder_ranker.predict(texts, spans_per_doc)
         for r, spans in zip(records, spans_per_doc):
             r["spans"] = [{"start": s["start"], "end": s["end"], "label": s["label"], "stance": s.get("stance"),
-                           "score": s["score"], "stance_scores": s.get("stance_scores"),
-                           "text": r["text"][s["start"]:s["end"]]} for s in spans]
+                           "holder": s.get("holder"), "score": s["score"], "stance_scores": s.get("stance_scores"),
+                           "holder_score": s.get("holder_score"), "text": r["text"][s["start"]:s["end"]]}
+                          for s in spans]
         return records

@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import pytest
 
@@ -114,7 +115,7 @@ def test_label_studio_and_doccano_round_trips_are_lossless(seed_record, to, back
 
 def test_label_studio_export_with_annotations_prefers_the_annotation(seed_record):
     task = convert.to_label_studio([seed_record])[0]
-    task["annotations"] = [{"result": task["predictions"][0]["result"][:2]}]  # a corrected task
+    task["annotations"] = [{"result": task["predictions"][0]["result"][:3]}]  # a corrected task
     rec = convert.from_label_studio([task])[0]
     assert rec["spans"] == [seed_record["spans"][0]]
 
@@ -148,3 +149,43 @@ def test_sentences_near_spans_give_the_same_stance_context_as_all_sentences():
         for s in r["spans"]:
             args = (s["start"], s["end"], s["label"])
             assert stance_input(r["text"], near, *args) == stance_input(r["text"], full, *args)
+
+
+def test_markup_carries_holder_and_forms():
+    rec = parse_source("id: t2\n---\nBeijing [[EQUIPMENT_TRANSFER/oppose/China/anaphoric,evaluative: slammed the "
+                       "decision]]; Japan [[EQUIPMENT_TRANSFER/support/Japan: will hand over radars]].\n", "t2.txt")
+    a, b = rec["spans"]
+    assert (a["holder"], a["forms"], b["holder"]) == ("China", ["anaphoric", "evaluative"], "Japan")
+    assert "forms" not in b and rec["text"][a["start"]:a["end"]] == "slammed the decision"
+
+
+@pytest.mark.parametrize("mark,message", [
+    ("[[EQUIPMENT_TRANSFER/oppose/Beijing: slammed it]]", "unknown holder 'Beijing'"),
+    ("[[EQUIPMENT_TRANSFER/oppose/China/sarcasm: slammed it]]", "unknown form"),
+])
+def test_markup_refuses_unknown_holders_and_forms(mark, message):
+    with pytest.raises(MarkupError, match=message):
+        parse_source(f"id: t\n---\n{mark}\n", "t.txt")
+
+
+def test_corpus_records_need_a_known_holder():
+    from diplotag.data.schema import parse_record
+
+    record = {"id": "x", "text": "Japan will sell radars.", "spans": [
+        {"start": 6, "end": 22, "label": "EQUIPMENT_TRANSFER", "stance": "support"}]}
+    assert any("no holder" in e for e in parse_record(record, require_holder=True)[1])
+    assert not parse_record(record)[1]  # predictions and older files may lack one
+    record["spans"][0]["holder"] = "Nippon"
+    assert any("unknown holder 'Nippon'" in e for e in parse_record(record)[1])
+
+
+def test_guidelines_list_exactly_the_gazetteers_canonical_holders():
+    import re
+
+    from diplotag.data.markup import HOLDERS, load_gazetteer
+
+    guidelines = (Path(__file__).resolve().parents[1] / "data" / "GUIDELINES.md").read_text(encoding="utf-8")
+    listed = guidelines.split("Canonical names")[1].split("\n\n")[1]
+    assert re.findall(r"`([^`]+)`", listed) == list(HOLDERS)
+    gazetteer = load_gazetteer()
+    assert "Beijing" in gazetteer["China"] and "the Kremlin" in gazetteer["Russia"]

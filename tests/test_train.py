@@ -32,10 +32,11 @@ def tiny_config(tmp_path, tiny_base, small_corpus, task="tagger", **extra):
 
 @pytest.mark.parametrize("change,message", [
     ({"epochz": 3}, "epochz: Extra inputs are not permitted"),
-    ({"task": None}, "task: Input should be 'tagger' or 'stance'"),
+    ({"task": None}, "task: Input should be 'tagger', 'stance' or 'holder'"),
     ({"epochs": -1}, "epochs: Input should be greater than 0"),
     ({"train_file": "nowhere.jsonl"}, "train_file: no such file"),
     ({"finetune": "half"}, "finetune: Input should be 'full' or 'lora'"),
+    ({"max_length": 1024}, "max_length 1024 is more than"),  # the tiny base has 512 positions
 ])
 def test_config_errors_are_one_clear_message(tmp_path, tiny_base, small_corpus, change, message, capsys):
     path = tiny_config(tmp_path, tiny_base, small_corpus)
@@ -69,7 +70,7 @@ def test_trained_tagger_is_a_standard_hugging_face_folder(tmp_path, tiny_base, s
     assert main(["train", "tagger", "--config", str(path)]) == 0
     out = tmp_path / "tagger"
     for name in ("model.safetensors", "config.json", "tokenizer.json", "README.md", "diplotag_config.yaml",
-                 "stamp.json", "adapter/adapter_model.safetensors"):
+                 "stamp.json"):
         assert (out / name).exists(), name
     model = AutoModelForTokenClassification.from_pretrained(out)
     assert model.config.id2label[1] == "B-EQUIPMENT_TRANSFER"
@@ -77,6 +78,45 @@ def test_trained_tagger_is_a_standard_hugging_face_folder(tmp_path, tiny_base, s
     assert isinstance(nlp("Japan will deliver radars to Manila."), list)
     card = (out / "README.md").read_text()
     assert "eval_f1" in card and json.loads((out / "stamp.json").read_text())["data_sha256"] in card
+    # checkpoints are chosen on decoded documents (eval_f1), not on seqeval's argmax tags (token_f1)
+    metrics = json.loads((out / "stamp.json").read_text())["dev_metrics"]
+    assert {"eval_f1", "eval_overlap_f1", "eval_token_f1"} <= set(metrics)
+
+
+def test_a_full_fine_tune_ships_without_its_word_embeddings_and_loads_the_same(tmp_path, tiny_base, small_corpus):
+    """The shipped form of a full fine-tune: every weight but the frozen word embeddings, in bf16;
+    loaded back (embeddings from the base) it tags as the run's full folder does."""
+    import torch
+    from safetensors.torch import load_file
+    from transformers import AutoModelForTokenClassification
+
+    from diplotag.model.tagger import load_model
+    from diplotag.train.common import ship_as_default
+
+    path = tiny_config(tmp_path, tiny_base, small_corpus, finetune="full", freeze_word_embeddings=True)
+    assert main(["train", "tagger", "--config", str(path)]) == 0
+    run, shipped = tmp_path / "tagger", tmp_path / "shipped"
+    ship_as_default(run, shipped)
+    weights = load_file(shipped / "model.safetensors")
+    assert not any("word_embeddings" in k for k in weights) and all(v.dtype == torch.bfloat16 for v in weights.values())
+    full, small = (load_model(p, AutoModelForTokenClassification).eval() for p in (run, shipped))
+    assert torch.equal(full.get_input_embeddings().weight, small.get_input_embeddings().weight)  # frozen: the base's
+    ids = torch.randint(1000, 20000, (2, 40))
+    with torch.no_grad():
+        a, b = full(input_ids=ids).logits, small(input_ids=ids).logits
+    assert (a.argmax(-1) == b.argmax(-1)).float().mean() > 0.95 and (a - b).abs().max() < 0.1
+
+
+def test_the_head_learns_at_its_own_rate(tmp_path, tiny_base, small_corpus):
+    from transformers import AutoModelForTokenClassification
+
+    from diplotag.train.common import optimizer_with_head_rate
+
+    cfg = load_config(tiny_config(tmp_path, tiny_base, small_corpus, learning_rate=1e-4, head_learning_rate_multiplier=10))
+    model = AutoModelForTokenClassification.from_pretrained(tiny_base, num_labels=7)
+    groups = optimizer_with_head_rate(model, cfg, "classifier").param_groups
+    head = [g["lr"] for g in groups if any(p is model.classifier.weight for p in g["params"])]
+    assert head == [pytest.approx(1e-3)] and sorted({round(g["lr"], 8) for g in groups}) == [1e-4, 1e-3]
 
 
 def test_trained_stance_model_loads_in_a_text_classification_pipeline(tmp_path, tiny_base, small_corpus):

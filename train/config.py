@@ -24,7 +24,7 @@ class LoraSettings(BaseModel):
 class TrainConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    task: Literal["tagger", "stance"]
+    task: Literal["tagger", "stance", "holder"]
     base_model: str = "sentence-transformers/all-MiniLM-L6-v2"
     train_file: Path
     dev_file: Path
@@ -35,6 +35,9 @@ class TrainConfig(BaseModel):
     # the model
     finetune: Literal["full", "lora"] = "lora"
     lora: LoraSettings = LoraSettings()
+    # full fine-tuning: the word-embedding matrix (half of MiniLM-L6) stays as in the base, so the
+    # shipped form stores only the rest (in bf16) and takes the embeddings from the base package
+    freeze_word_embeddings: bool = False
     max_length: int = Field(256, ge=16)
     stride: int = Field(64, ge=0)                      # tagger: token overlap between windows
     label_all_subtokens: bool = False                  # tagger: run_ner.py's --label_all_tokens
@@ -49,6 +52,10 @@ class TrainConfig(BaseModel):
     batch_size: int = Field(16, gt=0)
     gradient_accumulation_steps: int = Field(1, gt=0)
     learning_rate: float = Field(5e-5, gt=0)
+    # the new classification head starts from random: it learns at this multiple of the
+    # encoder's rate, so it leaves the all-O start within the first epoch
+    head_learning_rate_multiplier: float = Field(1.0, gt=0)
+    mixed_precision: Literal["auto", "no"] = "auto"  # auto: bf16 where the GPU or CPU has it
     weight_decay: float = Field(0.01, ge=0)
     warmup_ratio: float = Field(0.1, ge=0, lt=1)
     early_stopping_patience: int = Field(3, ge=0)      # evaluations without improvement; 0 = off

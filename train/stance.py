@@ -63,10 +63,12 @@ def train_stance(cfg: TrainConfig, resume: bool = False):
     def tokenize(batch):
         return tokenizer(batch["first"], batch["second"], truncation="only_second", max_length=cfg.max_length)
 
+    args = training_arguments(cfg, "eval_macro_f1")
     splits = {}
-    for name, path, jitter in (("train", cfg.train_file, True), ("dev", cfg.dev_file, False)):
-        rows = stance_examples(load_split(cfg, path, "stance"), cfg, label2id, jitter)
-        splits[name] = Dataset.from_list(rows).map(tokenize, batched=True, remove_columns=["first", "second"])
+    with args.main_process_first(desc="tokenizing"):
+        for name, path, jitter in (("train", cfg.train_file, True), ("dev", cfg.dev_file, False)):
+            rows = stance_examples(load_split(cfg, path, "stance"), cfg, label2id, jitter)
+            splits[name] = Dataset.from_list(rows).map(tokenize, batched=True, remove_columns=["first", "second"])
 
     model = AutoModelForSequenceClassification.from_pretrained(base, num_labels=len(cfg.labels), id2label=id2label,
                                                                label2id=label2id)
@@ -79,7 +81,7 @@ def train_stance(cfg: TrainConfig, resume: bool = False):
                 "accuracy": accuracy_score(gold, best)}
 
     trainer = Trainer(
-        model=model, args=training_arguments(cfg, "eval_macro_f1"),
+        model=model, args=args,
         train_dataset=splits["train"], eval_dataset=splits["dev"], processing_class=tokenizer,
         data_collator=DataCollatorWithPadding(tokenizer), compute_metrics=metrics, callbacks=callbacks(cfg),
     )
