@@ -98,6 +98,7 @@ def score(second_dir: Path = SECOND_DIR) -> tuple[dict, list[str]]:
     return figures, notes
 
 
-def write_agreement(figures: dict, notes: list[str], extra_notes: str = "") -> None:
-    (CORPUS_DIR / "agreement.json").write_text(json.dumps(dict(figures, notes=extra_notes), indent=1) + "\n")
+def write_agreement(rounds: dict, notes: list[str], extra_notes: str = "") -> None:
+    """`rounds`: round name (its folder of plain documents) → its figures."""
+    (CORPUS_DIR / "agreement.json").write_text(json.dumps({"rounds": rounds, "notes": extra_notes}, indent=1) + "\n")
     (SECOND_DIR.parent / "disagreements.tsv").write_text("\n".join(notes) + "\n", encoding="utf-8")

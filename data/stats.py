@@ -153,17 +153,16 @@ def render_data_card(st: dict) -> str:
     out += ["", "## Agreement", ""]
     agr = st["agreement"]
     if agr:
-        out += [f"{agr['documents']} documents annotated a second time, blind, from their plain text.", "",
-                "| measure | value |", "|---|---|",
-                f"| span F1, exact (label and offsets) | {agr['span_f1_exact']:.3f} |",
-                f"| span F1, overlap (label, any overlap) | {agr['span_f1_overlap']:.3f} |",
-                f"| Cohen's kappa, stance on overlapping same-label spans | "
-                f"{'undefined' if agr['stance_kappa'] is None else format(agr['stance_kappa'], '.3f')} "
-                f"(n={agr['stance_pairs']}) |",
-                f"| holder accuracy on matched spans | "
-                f"{'–' if agr.get('holder_accuracy') is None else format(agr['holder_accuracy'], '.3f')} "
-                f"(n={agr.get('holder_pairs', 0)}) |",
-                "", agr.get("notes", "")]
+        out += ["Documents annotated a second time, blind, from their plain text, one round a folder of "
+                "`data/agreement/` (`plain` before corpus v2, `plain-v2` from its new documents):", "",
+                "| round | documents | span F1, exact (label and offsets) | span F1, overlap (label) | "
+                "stance kappa (pairs) | holder accuracy on matched spans (pairs) |", "|---|---|---|---|---|---|"]
+        for name, r in agr["rounds"].items():
+            kappa = "undefined" if r["stance_kappa"] is None else format(r["stance_kappa"], ".3f")
+            holder = "–" if r.get("holder_accuracy") is None else format(r["holder_accuracy"], ".3f")
+            out.append(f"| {name} | {r['documents']} | {r['span_f1_exact']:.3f} | {r['span_f1_overlap']:.3f} | "
+                       f"{kappa} ({r['stance_pairs']}) | {holder} ({r.get('holder_pairs', 0)}) |")
+        out += ["", agr.get("notes", "")]
     else:
         out.append("No second annotation yet.")
     out += ["", "## How it was made", "",
