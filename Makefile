@@ -16,11 +16,14 @@ test: install
 	$(PY) -m pytest -q
 
 # Tag the seed article and the sample articles with the shipped default models: a table in the
-# terminal and a page that highlights every statement (demo.html).
+# terminal, a page that highlights every statement (demo.html), and the collection report of
+# the tagged articles (demo.jsonl → demo-report/).
 demo: install
 	$(VENV)/bin/diplotag tag tests/fixtures/seed_article.txt data/samples --format table -q
 	$(VENV)/bin/diplotag tag tests/fixtures/seed_article.txt data/samples --format html -o demo.html -q
-	@echo "open demo.html in a browser to see the statements highlighted"
+	$(VENV)/bin/diplotag tag tests/fixtures/seed_article.txt data/samples -o demo.jsonl -q
+	$(VENV)/bin/diplotag report demo.jsonl -o demo-report
+	@echo "open demo.html in a browser to see the statements highlighted, demo-report/index.html for the collection report"
 
 corpus: install
 	$(VENV)/bin/diplotag data build

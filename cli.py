@@ -63,15 +63,11 @@ def cmd_data_stats(args) -> int:
 
     tokenizer = AutoTokenizer.from_pretrained(resolve_base(DEFAULT_BASE))
     stats = corpus_stats(count_tokens=lambda text: len(tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"]))
-    if args.json:
-        print(json.dumps(stats, indent=1, ensure_ascii=False))
-    else:
-        card = render_data_card(stats)
-        if args.write:
-            Path(args.write).write_text(card, encoding="utf-8")
-            print(f"wrote {args.write}", file=sys.stderr)
-        else:
-            print(card)
+    card = render_data_card(stats)
+    if args.write:
+        Path(args.write).write_text(card, encoding="utf-8")
+        print(f"wrote {args.write}", file=sys.stderr)
+    print(json.dumps(stats, indent=1, ensure_ascii=False) if args.json else "" if args.write else card)
     return 0
 
 
@@ -127,13 +123,18 @@ def cmd_tag(args) -> int:
     import tempfile
 
     from .model.batch import (ShardsFailed, add_counts, merge_shards, print_table, read_inputs, render_html,
-                              run_tag_job, shard_heartbeat, status_path, summary, wait_for_shards)
+                              run_parquet_job, run_tag_job, shard_heartbeat, status_path, summary, wait_for_shards)
     from .model.tagger import Tagger
 
-    if args.format != "jsonl" and args.resume:
-        raise ValueError("--resume works with --format jsonl")
+    if args.format is None:  # from the output's suffix: -o tagged.parquet writes Parquet
+        parquet = args.output and Path(args.output).suffix.lower() in (".parquet", ".pq")
+        args.format = "parquet" if parquet else "jsonl"
+    if args.format not in ("jsonl", "parquet") and args.resume:
+        raise ValueError("--resume works with --format jsonl or parquet")
     if args.format == "html" and not args.output:
         raise ValueError("--format html needs -o PAGE.html")
+    if args.format == "parquet" and (not args.output or args.output == "-"):
+        raise ValueError("--format parquet needs -o OUT.parquet")
     rank, world, state = 0, 1, None
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # under `accelerate launch` or torchrun: one shard per process
         import torch
@@ -148,7 +149,7 @@ def cmd_tag(args) -> int:
             raise ValueError(f"WORLD_SIZE is {os.environ['WORLD_SIZE']} but accelerate sees one process: "
                              "start the job with accelerate launch or torchrun")
     tmp = None
-    if args.format == "jsonl":
+    if args.format in ("jsonl", "parquet"):
         out = args.output or "-"
     else:
         tmp = tempfile.NamedTemporaryFile(suffix=".jsonl", delete=False)
@@ -164,8 +165,13 @@ def cmd_tag(args) -> int:
                                         device=tag_device(args.device, args.backend, state),
                                         batch_size=args.batch_size, stance_batch_size=args.stance_batch_size,
                                         max_length=args.max_length, stride=args.stride, min_score=args.min_score)
-        counts = run_tag_job(tagger, read_inputs(args.inputs), target, batch_docs=args.batch_docs,
-                             strict=args.strict, resume=args.resume, progress=not args.quiet, rank=rank, world=world)
+        inputs = read_inputs(args.inputs, text_column=args.text_column, id_column=args.id_column)
+        if args.format == "parquet":
+            counts = run_parquet_job(tagger, inputs, out, rows=args.parquet_rows, batch_docs=args.batch_docs,
+                                     strict=args.strict, resume=args.resume, progress=not args.quiet)
+        else:
+            counts = run_tag_job(tagger, inputs, target, batch_docs=args.batch_docs, strict=args.strict,
+                                 resume=args.resume, progress=not args.quiet, rank=rank, world=world)
     except BaseException as err:
         if world > 1:  # tell the merging process now, rather than let it wait for a heartbeat to stop
             finish(error=f"{type(err).__name__}: {err}")
@@ -205,9 +211,12 @@ def cmd_data_agreement(args) -> int:
         agreement.export_plain(ids, Path(args.plain_dir))
         print(f"wrote {len(ids)} plain documents to {args.plain_dir}", file=sys.stderr)
         return 0
-    figures, notes = agreement.score()
-    agreement.write_agreement(figures, notes, Path(args.notes).read_text().strip() if args.notes else "")
-    print(json.dumps(figures, indent=1))
+    rounds, notes = {}, []
+    for plain in sorted(agreement.SECOND_DIR.parent.glob("plain*")):  # one folder of plain documents a round
+        rounds[plain.name], disagreements = agreement.score([agreement.SECOND_DIR / p.name for p in plain.glob("*.txt")])
+        notes += disagreements
+    agreement.write_agreement(rounds, notes, Path(args.notes).read_text().strip() if args.notes else "")
+    print(json.dumps(rounds, indent=1))
     return 0
 
 
@@ -230,6 +239,10 @@ def cmd_eval(args) -> int:
         print(f"{name}: span F1 {micro['f1-score']:.4f} (P {micro['precision']:.4f} R {micro['recall']:.4f}); "
               f"stance macro F1 on gold spans {st.get('macro_f1', float('nan')):.4f}; "
               f"end-to-end F1 {r['end_to_end']['strict']['f1']:.4f} strict, {r['end_to_end']['overlap']['f1']:.4f} overlap")
+        if "holder_on_gold_spans" in r:
+            h = r["holder_on_gold_spans"]
+            print(f"{name}: holder accuracy on gold statements {h['accuracy']:.4f} (baseline {h['baseline_accuracy']:.4f}); "
+                  f"end to end with holder F1 {r['end_to_end_holder']['f1']:.4f}")
     print(f"wrote {args.out}/results.json, report.md, errors.tsv and plots", file=sys.stderr)
     return 0
 
@@ -248,10 +261,10 @@ def cmd_bench_re3d(args) -> int:
 def cmd_bench_speed(args) -> int:
     from .eval.bench import run_speed_bench
 
-    command = (f"diplotag bench speed --docs {args.docs} --threads {args.threads} --backend {args.backend}"
-               + (f" --model {args.model}" if args.model != "default" else ""))
+    command = (f"diplotag bench speed --docs {args.docs} --threads {args.threads} --backend {args.backend} "
+               f"--repeats {args.repeats}" + (f" --model {args.model}" if args.model != "default" else ""))
     r = run_speed_bench(args.model, args.docs, threads=args.threads, backend=args.backend, out_json=args.out,
-                        command=command)
+                        command=command, repeats=args.repeats, sizes=(3, 30, args.docs))
     from rich.console import Console
     from rich.table import Table
 
@@ -265,6 +278,8 @@ def cmd_bench_speed(args) -> int:
                       str(x["peak_rss_mb"]))
     console = Console()
     console.print(table)
+    console.print(f"pipeline at its best batch size, {r['pipeline']['batch_size']} "
+                  f"(seconds by batch size: {r['pipeline']['seconds_by_batch_size']}); {r['timing']}")
     console.print(f"speed-up {r['speedup']}×, statements agreeing {100 * r['agreement']:.1f}%; "
                   f"{r['achieved_gflops']} GFLOP/s of a {r['matmul_peak_gflops']} GFLOP/s matmul peak "
                   f"(MFU {100 * r['model_flops_utilisation']:.1f}%)")
@@ -279,6 +294,16 @@ def cmd_bench_ablations(args) -> int:
 
     for r in run_ablations(args.config, args.only, args.retrain, args.out)["runs"]:
         print(f"{r['name']}: dev F1 {r['dev_metrics']['eval_f1']:.4f}")
+    return 0
+
+
+def cmd_report(args) -> int:
+    from .eval.collection import collection_report
+
+    r = collection_report(args.inputs, args.output, examples=args.examples, top=args.top)
+    docs = r["documents"]
+    print(f"{args.output}: {docs.get('documents', 0)} documents, {docs.get('statements', 0)} statements; "
+          f"{len(r['files'])} files and {r['pages']} article pages; open {args.output}/index.html", file=sys.stderr)
     return 0
 
 
@@ -314,9 +339,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_data_agreement)
 
     p = verbs.add_parser("tag", help="find statements and their stance in documents")
-    p.add_argument("inputs", nargs="+", metavar="INPUT", help=".txt files, folders of them, .jsonl files, or -")
-    p.add_argument("-o", "--output", help="output file (JSONL, or the page for --format html); default stdout")
-    p.add_argument("--format", choices=["jsonl", "html", "table"], default="jsonl")
+    p.add_argument("inputs", nargs="+", metavar="INPUT",
+                   help=".txt files, folders of them, .jsonl, .csv, .tsv or .parquet files, folders written by "
+                        "datasets' save_to_disk, or -")
+    p.add_argument("-o", "--output", help="output file (JSONL, Parquet, or the page for --format html); default stdout")
+    p.add_argument("--format", choices=["jsonl", "parquet", "html", "table"],
+                   help="default: parquet when -o ends in .parquet, else jsonl")
+    p.add_argument("--parquet-rows", choices=["documents", "statements"], default="documents",
+                   help="Parquet output: one row per document (statements nested in `spans`) or one per statement")
+    p.add_argument("--text-column", default="text", help="CSV, TSV, Parquet and datasets inputs: the text's column")
+    p.add_argument("--id-column", default="id",
+                   help="CSV, TSV, Parquet and datasets inputs: the id's column (where missing: the row number, from 1); "
+                        "other columns go to meta")
     p.add_argument("--model", default="default", help="'default' (shipped), or a folder with tagger/ and stance/")
     p.add_argument("--backend", choices=["torch", "int8"], default="torch")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, … (default: cuda when there is one)")
@@ -355,8 +389,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_bench_re3d)
     p = bench_verbs.add_parser("speed", help="batch inference against transformers' pipeline on a fixed workload")
     p.add_argument("--model", default="default")
-    p.add_argument("--docs", type=int, default=300)
+    p.add_argument("--docs", type=int, default=100)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--repeats", type=int, default=3, help="timed runs of each system (and pipeline batch size); the best counts")
     p.add_argument("--backend", choices=["torch", "int8"], default="torch")
     p.add_argument("--out", default="eval/results/bench.json")
     p.set_defaults(func=cmd_bench_speed)
@@ -366,6 +401,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--retrain", action="store_true", help="train again even where a finished run exists")
     p.add_argument("--out", default="eval/results/ablations.json")
     p.set_defaults(func=cmd_bench_ablations)
+
+    p = verbs.add_parser("report", help="what a tagged collection says: stance by holder × label, by month; "
+                                         "CSV, Markdown, plots and an HTML page")
+    p.add_argument("inputs", nargs="+", metavar="TAGGED", help="JSONL files written by diplotag tag, or -")
+    p.add_argument("-o", "--output", default="report", help="folder for the report (default: report)")
+    p.add_argument("--examples", type=int, default=20, help="statements linked per holder × label cell")
+    p.add_argument("--top", type=int, default=10, help="holders in the balance table and the holder plots")
+    p.set_defaults(func=cmd_report)
 
     p = verbs.add_parser("train", help="fine-tune the tagger, the stance model, or both")
     p.add_argument("what", choices=["tagger", "stance", "holder", "all"])

@@ -25,7 +25,7 @@ NOBODY = re.compile(r"\b(analysts?|experts?|observers?|think[- ]tank|researchers
 ACTOR_FEATURES = ("same_sentence_before", "nearest_before", "subject_position", "closeness_before",
                   "same_sentence_after", "speaker_after", "closeness_after", "inside_statement",
                   "previous_sentence", "in_dateline", "first_named", "mentions_log", "first_in_sentence",
-                  "object_of_preposition", "followed_by_reporting")
+                  "object_of_preposition", "followed_by_reporting", "possessive_before")
 PREPOSITION = re.compile(r"\b(to|from|of|with|for|against|on|by|into|toward|towards|between|and)\s+(the\s+)?$", re.IGNORECASE)
 NONE_FEATURES = ("none_bias", "none_neutral", "none_oppose", "none_nobody_words", "none_no_actor_in_sentence")
 FEATURES = ACTOR_FEATURES + NONE_FEATURES
@@ -76,7 +76,9 @@ def candidate_features(text: str, span: dict, mentions, bounds) -> tuple[list[st
                      own[0][0] < 120, name == names[0], math.log1p(len(own)),
                      bool(in_sentence) and in_sentence[0] == name,
                      any(PREPOSITION.search(text[max(a, s - 14):s]) for s, e in own if a <= s and e <= start),
-                     any(REPORTING.search(text[e:e + 60]) for s, e in own if prev_a <= s < b)]
+                     any(REPORTING.search(text[e:e + 60]) for s, e in own if prev_a <= s < b),
+                     # "Russia's embassy rejected …", "Türkiye's Eximbank financed …": the owner speaks or acts
+                     any(text[e:e + 2] in ("'s", "’s") for s, e in own if a <= s and e <= start)]
                     + [0] * len(NONE_FEATURES))
     stance = span.get("stance")
     actor_in_sentence = bool(in_sentence)

@@ -29,7 +29,8 @@ EMBEDDINGS_FROM_BASE = "diplotag_word_embeddings_from"
 
 
 def load_model(path, auto_cls):
-    """A standard Hugging Face folder, or a PEFT adapter folder (the shipped default form: adapter
+    """A standard Hugging Face folder; a shipped full fine-tune (every weight but the frozen word
+    embeddings, which come from the base named in config.json); or a PEFT adapter folder (adapter
     weights, config.json with id2label, tokenizer), merged into its base model on load."""
     import warnings
 
@@ -39,12 +40,22 @@ def load_model(path, auto_cls):
     verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()  # "Loading weights" bars are noise in a tagging job
     try:
+        config = AutoConfig.from_pretrained(path)
+        if getattr(config, EMBEDDINGS_FROM_BASE, None):
+            from safetensors.torch import load_file
+
+            hf_logging.set_verbosity_error()  # the base has no head: the shipped weights supply it, below
+            model = auto_cls.from_pretrained(resolve_base(getattr(config, EMBEDDINGS_FROM_BASE)), config=config)
+            weights = {k: v.float() if v.is_floating_point() else v for k, v in load_file(path / "model.safetensors").items()}
+            missing, unexpected = model.load_state_dict(weights, strict=False)
+            if unexpected or any(not k.endswith("word_embeddings.weight") for k in missing):
+                raise ValueError(f"{path}: weights do not fit the base (missing {missing}, unexpected {unexpected})")
+            return model
         if not (path / "adapter_config.json").exists():
             return auto_cls.from_pretrained(path)  # a full model: its load report, if any, stays visible
         from peft import PeftModel
 
         base_name = json.loads((path / "adapter_config.json").read_text())["base_model_name_or_path"]
-        config = AutoConfig.from_pretrained(path)
         # The base checkpoint has no classification head, which the adapter supplies: the base
         # load report's "MISSING … newly initialized" would be untrue of the model we return.
         hf_logging.set_verbosity_error()
@@ -111,7 +122,12 @@ def snap_to_words(text: str, start: int, end: int) -> tuple[int, int]:
 
 
 def has_content(words: list[str]) -> bool:
-    return any(w.strip(".,;:!?\"'“”‘’()[]—–-").lower() not in FUNCTION_WORDS for w in words)
+    """Whether a statement has a word that can carry it: not a function or frame word, nor a
+    possessive ("expressed Japan’s" is the frame and the holder, cut from their content)."""
+    def content(w):
+        w = w.strip(".,;:!?\"'“”‘’()[]—–-").lower()
+        return w not in FUNCTION_WORDS and not w.endswith(("’s", "'s"))
+    return any(content(w) for w in words)
 
 
 def decode_document(text: str, enc, windows, id2label: dict, min_words: int = 1, prior_correction=None) -> list[dict]:

@@ -21,6 +21,7 @@ def test_statements_start_and_end_on_word_edges(start, end, expected):
 
 
 @pytest.mark.parametrize("words,content", [(["reaffirmed", "the"], False), (["has", "been"], False),
+                                           (["expressed", "Japan’s"], False),
                                            (["said", "it", "would"], False), (["slammed", "the", "sale"], True)])
 def test_fragments_without_a_content_word(words, content):
     assert has_content(words) is content
@@ -42,3 +43,20 @@ def test_decoding_never_returns_a_statement_that_starts_inside_a_word(default_to
     index = list(range(len(enc.input_ids)))
     spans = decode_document(text, enc, [(index, probs)], dict(enumerate(tags)), min_words=2)
     assert [text[s["start"]:s["end"]] for s in spans] == ["opposition to the sale"]
+
+
+def test_a_pipeline_loaded_tagger_gives_the_labels_tagger_gives(tiny_models):
+    """The saved folder in transformers' own pipeline: per token, the same label as `Tagger`'s
+    forward pass (the pipeline shows non-O tokens only)."""
+    from transformers import pipeline
+
+    from diplotag.model.tagger import Tagger
+
+    text = "Japan will hand over two patrol vessels to the Philippine Navy next year."
+    tagger = Tagger.from_pretrained(tiny_models / "tagger", device="cpu")
+    enc = tagger.tokenizer(text, return_offsets_mapping=True)
+    probs = tagger._run(tagger.model, [enc["input_ids"]], tagger.tokenizer.pad_token_id)[0]
+    ours = {tuple(o): tagger.id2label[int(p.argmax())] for o, p in zip(enc["offset_mapping"], probs) if o[1] > o[0]}
+    theirs = pipeline("token-classification", model=str(tiny_models / "tagger"), device="cpu")(text)
+    assert theirs and all(ours[(e["start"], e["end"])] == e["entity"] for e in theirs)
+    assert {k for k, v in ours.items() if v != "O"} == {(e["start"], e["end"]) for e in theirs}

@@ -39,16 +39,22 @@ def test_shipped_models_fit_in_25_megabytes():
     assert size < 25 * 1000 * 1000, size
 
 
-def test_seed_article_gold_statements_are_found(tagger, seed_record):
-    """The seed article's five gold statements, by overlap and label. The shipped tagger finds
-    four: it misses the last, a bare fact inside a relative clause ("… the 11th nation with
-    which Japan has signed defence equipment and technology transfer deal"), where it gives O
-    a probability of 0.94 or more on every word; so does the fully fine-tuned tagger (0.98),
-    and twelve training documents with statements in relative clauses did not change it.
-    Issue 5 asks for all five; this test holds the line at what the model does now."""
-    out = tagger.tag([seed_record])[0]
-    found = found_gold(out["spans"], seed_record["spans"])
-    assert found[:4] == [True] * 4, (found, [(s["label"], s["text"]) for s in out["spans"]])
+@pytest.mark.parametrize("k", range(4))
+def test_seed_article_statement_is_found_at_its_exact_offsets(tagger, seed_record, k):
+    """The seed article's gold statements, offsets and label exact, as `diplotag tag` outputs them."""
+    gold = seed_record["spans"][k]
+    out = tagger.tag([seed_record])[0]["spans"]
+    assert (gold["start"], gold["end"], gold["label"]) in {(s["start"], s["end"], s["label"]) for s in out}, \
+        [(s["label"], s["text"]) for s in out]
+
+
+@pytest.mark.xfail(strict=True, reason="the fifth seed statement is a bare fact inside a relative clause "
+                   "(… the 11th nation with which Japan has signed defence equipment and technology transfer deal) "
+                   "that the shipped tagger does not find yet; strict: this fails loudly once it does")
+def test_seed_article_fifth_statement_in_a_relative_clause(tagger, seed_record):
+    gold = seed_record["spans"][4]
+    out = tagger.tag([seed_record])[0]["spans"]
+    assert (gold["start"], gold["end"], gold["label"]) in {(s["start"], s["end"], s["label"]) for s in out}
 
 
 def found_gold(spans, gold_spans, shift=0):

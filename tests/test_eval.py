@@ -91,3 +91,13 @@ def test_adjacent_spans_do_not_overlap_in_nervaluate():
     p = [{"id": "d", "text": TEXT, "spans": [{"start": 10, "end": 18, "label": "EQUIPMENT_TRANSFER"}]}]
     nv = metrics.nervaluate_scores(g, p, ["EQUIPMENT_TRANSFER"])["overall"]["partial"]
     assert nv["partial"] == 0 and nv["missed"] == 1 and nv["spurious"] == 1
+
+
+def test_speed_bench_times_both_sides_alike_and_compares_their_answers(tiny_models, tmp_path):
+    """The bench on tiny models: the pipeline gets lists at batch sizes 1, 8 and 32 and is
+    timed like diplotag (warm-up, best of the runs); both answers are compared."""
+    from diplotag.eval.bench import run_speed_bench
+
+    r = run_speed_bench(str(tiny_models), n_docs=4, sizes=(2,), repeats=1, out_json=tmp_path / "bench.json")
+    assert set(r["pipeline"]["seconds_by_batch_size"]) == {1, 8, 32} and r["pipeline"]["batch_size"] in (1, 8, 32)
+    assert r["agreement"] >= 0.99 and r["diplotag"]["seconds"] > 0 and "best of 1 runs" in r["timing"]

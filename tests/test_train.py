@@ -3,6 +3,7 @@ resume after an interruption, and a 2-process data-parallel run on CPU."""
 import json
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -157,6 +158,8 @@ def test_resume_after_interruption_mid_epoch(tmp_path, tiny_base, small_corpus):
                           capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
     assert not (checkpoints / "checkpoint-9999").exists()
+    # the second run starts at the saved step: its progress bar opens after `last`, never at step 1
+    assert re.search(rf"\b{last + 1}/\d+ \[", done.stderr) and not re.search(r"\b1/\d+ \[", done.stderr)
     final = max(steps_saved())
     state = json.loads((checkpoints / f"checkpoint-{final}" / "trainer_state.json").read_text())
     assert state["epoch"] == pytest.approx(20) and final > last

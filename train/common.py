@@ -152,6 +152,13 @@ def train_tokens_per_second(train_output, dataset) -> float:
     return round(tokens * train_output.metrics["epoch"] / train_output.metrics["train_runtime"], 1)
 
 
+def in_training(log_history: list[dict]) -> list[dict]:
+    """The log entries of the training loop: the final evaluation of the best checkpoint, logged
+    after the loop's summary (`train_runtime`), would repeat an epoch."""
+    end = next((i for i, e in enumerate(log_history) if "train_runtime" in e), len(log_history))
+    return log_history[:end]
+
+
 EPOCH_METRICS = ("eval_f1", "eval_overlap_f1", "eval_token_f1", "eval_macro_f1", "eval_accuracy")
 
 
@@ -184,7 +191,7 @@ def save_trained(trainer, tokenizer, cfg: TrainConfig, metrics: dict, started: f
              "dev_metrics": metrics,
              # every evaluation of the run: how fast it left the all-O start, and where it peaked
              "dev_per_epoch": [{k: round(v, 4) for k, v in e.items() if k == "epoch" or k in EPOCH_METRICS}
-                               for e in trainer.state.log_history if "eval_loss" in e]}
+                               for e in in_training(trainer.state.log_history) if "eval_loss" in e]}
     (out / "stamp.json").write_text(json.dumps(stamp, indent=1))
     (out / "README.md").write_text(model_card(cfg, stamp, extra_card))
     return out
