@@ -56,13 +56,10 @@ def cmd_data_build(args) -> int:
 
 
 def cmd_data_stats(args) -> int:
-    from transformers import AutoTokenizer
-
     from .data.stats import corpus_stats, render_data_card
-    from .model.base import DEFAULT_BASE, resolve_base
+    from .model.base import default_token_counter
 
-    tokenizer = AutoTokenizer.from_pretrained(resolve_base(DEFAULT_BASE))
-    stats = corpus_stats(count_tokens=lambda text: len(tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"]))
+    stats = corpus_stats(count_tokens=default_token_counter())
     card = render_data_card(stats)
     if args.write:
         Path(args.write).write_text(card, encoding="utf-8")

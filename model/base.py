@@ -78,3 +78,11 @@ def resolve_base(name_or_path: str) -> str:
     if name_or_path == MPNET_BASE:
         return mpnet_path()
     return name_or_path
+
+
+def default_token_counter():
+    """text → its number of tokens under the default base's tokenizer (the corpus's size unit)."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(resolve_base(DEFAULT_BASE))
+    return lambda text: len(tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"])

@@ -3,14 +3,15 @@ size, balance and variety the project promises in its data card."""
 import pytest
 
 from diplotag.data.build import CORPUS_DIR, SPLITS, build_corpus
-from diplotag.data.markup import LABELS
+from diplotag.data.markup import FORMS, LABELS
 from diplotag.data.schema import validate_jsonl
 from diplotag.data.stats import corpus_stats, near_copies
+from diplotag.model.base import default_token_counter
 
 
 @pytest.fixture(scope="module")
 def stats():
-    return corpus_stats()
+    return corpus_stats(count_tokens=default_token_counter())
 
 
 def test_compiled_splits_are_up_to_date_with_sources():
@@ -35,21 +36,39 @@ def test_near_copy_check_flags_a_near_copy():
 
 
 def test_size(stats):
+    """Corpus v2 (issue 11): four times the text of v1."""
     docs = stats["documents"]
-    assert docs["train"] >= 220 and docs["dev"] >= 40 and docs["test"] >= 60
-    assert sum(stats["spans"].values()) >= 1600
-    assert all(stats["spans_per_label"][lab] >= 400 for lab in LABELS)
+    assert sum(docs.values()) >= 1200 and docs["train"] >= 900 and docs["dev"] >= 120 and docs["test"] >= 180
+    assert stats["train_tokens"] >= 350_000
+    assert all(stats["spans_per_label"][lab] >= 1000 for lab in LABELS)
 
 
-def test_stance_balance(stats):
-    for lab, counts in stats["stance_per_label"].items():
-        total = sum(counts.values())
-        assert counts["oppose"] >= 0.15 * total, lab
-        assert counts["neutral"] >= 0.15 * total, lab
+def test_density_and_length_like_real_news(stats):
+    """Most news holds no statement: whole articles with none, few sentences with one."""
+    no_statement = sum(stats["documents_without_statement"].values())
+    assert no_statement >= 0.30 * sum(stats["documents"].values())
+    assert stats["sentences_without_statement"] >= 0.85 * stats["sentences"]
+    words = stats["document_words"]
+    assert words["min"] >= 80 and words["max"] <= 1500 and words["median"] >= 400
+
+
+def test_stance_as_news_has_it(stats):
+    total = sum(stats["stance"].values())
+    share = {k: v / total for k, v in stats["stance"].items()}
+    assert 0.55 <= share["support"] <= 0.65 and 0.25 <= share["oppose"] <= 0.32 and 0.08 <= share["neutral"] <= 0.15
+
+
+def test_every_missed_form_is_in_train_forty_times(stats):
+    assert all(stats["forms_in_train"][form] >= 40 for form in FORMS), stats["forms_in_train"]
+
+
+def test_every_statement_has_a_holder_and_neutral_ones_mostly_none(stats):
+    assert "?" not in stats["stance_by_holder"]
+    nobody = stats["stance_by_holder"]["none"]
+    assert nobody["neutral"] >= 0.8 * sum(nobody.values())
 
 
 def test_negatives(stats):
-    assert stats["sentences_without_statement"] >= 0.4 * stats["sentences"]
     assert all(n > 0 for n in stats["hard_negative_sentences"].values()), stats["hard_negative_sentences"]
 
 
