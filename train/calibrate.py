@@ -14,38 +14,22 @@ import torch
 
 from ..data.schema import load_corpus
 from ..model.tagger import SPAN_CALIBRATION, STANCE_TEMPERATURE, Tagger
+from .common import minimise
 
 
 def fit_platt(scores, correct) -> list[float]:
     x = torch.tensor(np.log(np.clip(scores, 1e-6, 1 - 1e-6)) - np.log1p(-np.clip(scores, 1e-6, 1 - 1e-6)), dtype=torch.float32)
     y = torch.tensor(correct, dtype=torch.float32)
     ab = torch.tensor([1.0, 0.0], requires_grad=True)
-    opt = torch.optim.LBFGS([ab], max_iter=200, line_search_fn="strong_wolfe")
-
-    def loss():
-        opt.zero_grad()
-        value = torch.nn.functional.binary_cross_entropy_with_logits(ab[0] * x + ab[1], y)
-        value.backward()
-        return value
-
-    opt.step(loss)
-    return [round(float(v), 5) for v in ab.detach()]
+    fitted = minimise(ab, lambda: torch.nn.functional.binary_cross_entropy_with_logits(ab[0] * x + ab[1], y))
+    return [round(float(v), 5) for v in fitted]
 
 
 def fit_temperature(probs, gold_index) -> float:
     logits = torch.log(torch.tensor(np.asarray(probs), dtype=torch.float32).clamp_min(1e-9))
     y = torch.tensor(gold_index)
     log_t = torch.zeros(1, requires_grad=True)
-    opt = torch.optim.LBFGS([log_t], max_iter=200, line_search_fn="strong_wolfe")
-
-    def loss():
-        opt.zero_grad()
-        value = torch.nn.functional.cross_entropy(logits / log_t.exp(), y)
-        value.backward()
-        return value
-
-    opt.step(loss)
-    return round(float(log_t.detach().exp()), 5)
+    return round(float(minimise(log_t, lambda: torch.nn.functional.cross_entropy(logits / log_t.exp(), y)).exp()), 5)
 
 
 def calibrate(run_root: Path, dev_file: Path) -> dict:

@@ -128,6 +128,21 @@ def with_lora(model, cfg: TrainConfig, task_type: str, head: str):
     return get_peft_model(model, lora)
 
 
+def minimise(param: torch.Tensor, objective, max_iter: int = 200) -> torch.Tensor:
+    """`param` (a tensor with requires_grad) at the minimum of `objective()`, by L-BFGS with a
+    strong-Wolfe line search: the small convex fits after training (calibration, the holder ranker)."""
+    optimizer = torch.optim.LBFGS([param], max_iter=max_iter, line_search_fn="strong_wolfe")
+
+    def closure():
+        optimizer.zero_grad()
+        value = objective()
+        value.backward()
+        return value
+
+    optimizer.step(closure)
+    return param.detach()
+
+
 def optimizer_with_head_rate(model, cfg: TrainConfig, head: str):
     """AdamW with the Trainer's weight-decay rule, the classification head (`head`) at
     `head_learning_rate_multiplier` times the encoder's rate. The Trainer adds its schedule."""

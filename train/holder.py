@@ -10,7 +10,7 @@ import torch
 
 from ..data.sentences import sentence_bounds
 from ..model.holder import FEATURES, HolderRanker, candidate_features, gazetteer, nearest_preceding_actor
-from .common import load_split
+from .common import load_split, minimise
 from .config import TrainConfig, file_sha256
 
 
@@ -48,15 +48,8 @@ def train_holder(cfg: TrainConfig, resume: bool = False) -> dict:
     for i, (names, rows, _, _) in enumerate(train):
         x[i, :len(names)], mask[i, :len(names)] = torch.from_numpy(rows), 0.0
     w = torch.zeros(len(FEATURES), requires_grad=True)
-    optimizer = torch.optim.LBFGS([w], max_iter=500, line_search_fn="strong_wolfe")
-
-    def loss():
-        optimizer.zero_grad()
-        value = torch.nn.functional.cross_entropy(x @ w + mask, gold) + cfg.weight_decay * (w ** 2).sum()
-        value.backward()
-        return value
-
-    optimizer.step(loss)
+    minimise(w, lambda: torch.nn.functional.cross_entropy(x @ w + mask, gold) + cfg.weight_decay * (w ** 2).sum(),
+             max_iter=500)
     weights = {f: round(float(v), 6) for f, v in zip(FEATURES, w.detach())}
     ranker = HolderRanker(weights)  # a bias shifts every candidate alike: a softmax ignores it
     dev = {f"eval_{k}": v for k, v in holder_accuracy(ranker, load_split(cfg, cfg.dev_file, "label")).items()}
