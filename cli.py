@@ -68,13 +68,16 @@ def cmd_data_stats(args) -> int:
     return 0
 
 
+SHIPPED_AS = {"classifier": "gate"}  # a document classifier ships as the relevance gate of `tag --gate`
+
+
 def cmd_train(args) -> int:
     from .train.config import load_config
 
     if args.what == "all" and args.config:
-        raise ValueError("train all reads configs/{tagger,stance,holder}.yaml; --config is for one model")
-    jobs = {"all": ["configs/tagger.yaml", "configs/stance.yaml", "configs/holder.yaml"]}.get(
-        args.what, [args.config or f"configs/{args.what}.yaml"])
+        raise ValueError("train all reads configs/{tagger,stance,holder,gate}.yaml; --config is for one model")
+    jobs = {"all": ["configs/tagger.yaml", "configs/stance.yaml", "configs/holder.yaml", "configs/gate.yaml"],
+            "classifier": [args.config or "configs/gate.yaml"]}.get(args.what, [args.config or f"configs/{args.what}.yaml"])
     from .train.common import check_before_training
 
     configs = [load_config(path, args.set) for path in jobs]  # every config checked before any work,
@@ -85,6 +88,8 @@ def cmd_train(args) -> int:
             from .train.tagger import train_tagger as train
         elif cfg.task == "stance":
             from .train.stance import train_stance as train
+        elif cfg.task == "classifier":
+            from .train.classifier import train_classifier as train
         else:
             from .train.holder import train_holder as train
         dev = train(cfg, resume=args.resume)
@@ -103,8 +108,9 @@ def cmd_train(args) -> int:
         from .train.common import ship_as_default
 
         for cfg in configs:
-            ship_as_default(cfg.output_dir, DEFAULT_MODELS / cfg.task)
-            print(f"shipped {cfg.output_dir} as {DEFAULT_MODELS / cfg.task}", file=sys.stderr)
+            dest = DEFAULT_MODELS / SHIPPED_AS.get(cfg.task, cfg.task)
+            ship_as_default(cfg.output_dir, dest)
+            print(f"shipped {cfg.output_dir} as {dest}", file=sys.stderr)
     return 0
 
 
@@ -161,7 +167,8 @@ def cmd_tag(args) -> int:
         tagger = Tagger.from_pretrained(args.model, backend=args.backend,
                                         device=tag_device(args.device, args.backend, state),
                                         batch_size=args.batch_size, stance_batch_size=args.stance_batch_size,
-                                        max_length=args.max_length, stride=args.stride, min_score=args.min_score)
+                                        max_length=args.max_length, stride=args.stride, min_score=args.min_score,
+                                        precision=args.precision, gate=args.gate, gate_threshold=args.gate_threshold)
         inputs = read_inputs(args.inputs, text_column=args.text_column, id_column=args.id_column)
         if args.format == "parquet":
             counts = run_parquet_job(tagger, inputs, out, rows=args.parquet_rows, batch_docs=args.batch_docs,
@@ -229,7 +236,8 @@ def cmd_eval(args) -> int:
     if not args.data or not (args.model or args.pred or args.baselines):
         raise ValueError("eval needs --data FILE and --model DIR and/or --pred FILE (or --readme)")
     results = run_eval(args.data, args.out, model_dir=args.model, pred_file=args.pred, train_file=args.train,
-                       baselines=args.baselines, backend=args.backend)
+                       baselines=args.baselines, backend=args.backend, precision=args.precision,
+                       gate_file=args.gate_data if Path(args.gate_data).exists() else None)
     for name, r in results["systems"].items():
         micro = r["seqeval"]["micro avg"]
         st = r.get("stance_on_gold_spans", {})
@@ -240,6 +248,11 @@ def cmd_eval(args) -> int:
             h = r["holder_on_gold_spans"]
             print(f"{name}: holder accuracy on gold statements {h['accuracy']:.4f} (baseline {h['baseline_accuracy']:.4f}); "
                   f"end to end with holder F1 {r['end_to_end_holder']['f1']:.4f}")
+    if "gate" in results:
+        g = results["gate"]
+        print(f"gate: {g['statement_documents_passed']}/{g['statement_documents']} statement-bearing documents passed "
+              f"(recall {g['recall']:.4f})" + (f"; off-topic articles skipped: {g['labelled_texts']['offtopic_rejected_share']:.4f}"
+                                               if "labelled_texts" in g else ""))
     print(f"wrote {args.out}/results.json, report.md, errors.tsv and plots", file=sys.stderr)
     return 0
 
@@ -259,9 +272,12 @@ def cmd_bench_speed(args) -> int:
     from .eval.bench import run_speed_bench
 
     command = (f"diplotag bench speed --docs {args.docs} --threads {args.threads} --backend {args.backend} "
-               f"--repeats {args.repeats}" + (f" --model {args.model}" if args.model != "default" else ""))
+               f"--precision {args.precision} --repeats {args.repeats}" + (f" --mix {args.mix}" if args.mix else "")
+               + (f" --model {args.model}" if args.model != "default" else ""))
+    args.out = args.out or f"eval/results/bench{'-mix' if args.mix else ''}.json"
     r = run_speed_bench(args.model, args.docs, threads=args.threads, backend=args.backend, out_json=args.out,
-                        command=command, repeats=args.repeats, sizes=(3, 30, args.docs))
+                        command=command, repeats=args.repeats, sizes=(3, 30, args.docs), precision=args.precision,
+                        mix=args.mix)
     from rich.console import Console
     from rich.table import Table
 
@@ -269,10 +285,13 @@ def cmd_bench_speed(args) -> int:
                         f"{args.threads} threads, backend {args.backend}")
     for col in ("system", "seconds", "docs/s", "tokens/s", "peak RSS MB"):
         table.add_column(col, justify="right")
-    for name in ("diplotag", "pipeline"):
-        x = r[name]
-        table.add_row(name, f"{x['seconds']:.1f}", f"{x['docs_per_s']:.2f}", f"{x['tokens_per_s']:.0f}",
-                      str(x["peak_rss_mb"]))
+    names = {"diplotag": f"diplotag ({args.precision}{', gate' if args.mix else ''})",
+             "diplotag_fp32": f"diplotag (fp32{', gate' if args.mix else ''})", "pipeline": "pipeline (fp32)"}
+    for key, name in names.items():
+        if key in r:
+            x = r[key]
+            table.add_row(name, f"{x['seconds']:.1f}", f"{x['docs_per_s']:.2f}", f"{x['tokens_per_s']:.0f}",
+                          str(x["peak_rss_mb"]))
     console = Console()
     console.print(table)
     console.print(f"pipeline at its best batch size, {r['pipeline']['batch_size']} "
@@ -280,6 +299,14 @@ def cmd_bench_speed(args) -> int:
     console.print(f"speed-up {r['speedup']}×, statements agreeing {100 * r['agreement']:.1f}%; "
                   f"{r['achieved_gflops']} GFLOP/s of a {r['matmul_peak_gflops']} GFLOP/s matmul peak "
                   f"(MFU {100 * r['model_flops_utilisation']:.1f}%)")
+    if "diplotag_fp32" in r:
+        console.print(f"fp32: speed-up {r['diplotag_fp32']['speedup']}×, statements agreeing "
+                      f"{100 * r['diplotag_fp32']['agreement']:.1f}%")
+    if "gate" in r:
+        g = r["gate"]
+        console.print(f"gate: {g['statement_documents_passed']}/{g['statement_documents']} statement-bearing documents "
+                      f"passed, {g['offtopic_gated']}/{g['offtopic_documents']} off-topic ones skipped; statements "
+                      f"agreeing on the documents passed {100 * g['agreement_on_passed']:.1f}%")
     for s in r["scaling"]:
         console.print(f"  {s['documents']:>5} docs, {s['tokens']:>7} tokens: {s['seconds_per_1k_tokens']:.4f} s per 1k tokens")
     print(f"wrote {args.out}", file=sys.stderr)
@@ -350,6 +377,14 @@ def build_parser() -> argparse.ArgumentParser:
                         "other columns go to meta")
     p.add_argument("--model", default="default", help="'default' (shipped), or a folder with tagger/ and stance/")
     p.add_argument("--backend", choices=["torch", "int8"], default="torch")
+    p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
+                   help="bf16: about twice as fast on a CPU with AVX-512 BF16/AMX or a GPU, a few statements in a "
+                        "hundred decided differently; fp32 (default) reproduces the trained model exactly")
+    p.add_argument("--gate", action="store_true",
+                   help="run the relevance gate first: documents it calls off-topic are not tagged (their records say "
+                        "\"gated\": true)")
+    p.add_argument("--gate-threshold", type=float, default=0.5,
+                   help="the gate's off-topic probability from which a document is skipped (default 0.5, as eval scores it)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, … (default: cuda when there is one)")
     p.add_argument("--batch-size", type=int, default=8, help="windows per forward pass of the tagger")
     p.add_argument("--stance-batch-size", type=int, default=32, help="statements per forward pass of the stance model")
@@ -372,6 +407,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--train", default="data/corpus/train.jsonl", help="train split, for the TF-IDF stance baseline")
     p.add_argument("--no-baselines", dest="baselines", action="store_false")
     p.add_argument("--backend", choices=["torch", "int8"], default="torch")
+    p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
+    p.add_argument("--gate-data", default="data/gate/test.jsonl",
+                   help="labelled texts (relevant / offtopic) on which the model's gate, if it has one, is also scored")
     p.add_argument("--out", default="runs/eval", help="folder for results.json, report.md, errors.tsv, plots")
     p.add_argument("--readme", action="store_true", help="regenerate the README's results table from eval/results/")
     p.set_defaults(func=cmd_eval)
@@ -390,7 +428,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--repeats", type=int, default=3, help="timed runs of each system (and pipeline batch size); the best counts")
     p.add_argument("--backend", choices=["torch", "int8"], default="torch")
-    p.add_argument("--out", default="eval/results/bench.json")
+    p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
+                   help="diplotag's precision (bf16 is also timed in fp32); the pipeline runs in fp32")
+    p.add_argument("--mix", type=float, metavar="SHARE",
+                   help="a news stream: this share of test documents among held-out off-topic articles; "
+                        "diplotag runs its relevance gate (--out defaults to eval/results/bench-mix.json)")
+    p.add_argument("--out", help="default: eval/results/bench.json")
     p.set_defaults(func=cmd_bench_speed)
     p = bench_verbs.add_parser("ablations", help="tagger dev F1 per epoch: the shipped form against its variants (head rate, LoRA, class weights)")
     p.add_argument("--config", default="configs/tagger.yaml")
@@ -407,14 +450,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top", type=int, default=10, help="holders in the balance table and the holder plots")
     p.set_defaults(func=cmd_report)
 
-    p = verbs.add_parser("train", help="fine-tune the tagger, the stance model, or both")
-    p.add_argument("what", choices=["tagger", "stance", "holder", "all"])
+    p = verbs.add_parser("train", help="fine-tune the tagger, the stance model, the holder ranker, a document "
+                                       "classifier (the relevance gate), or all of them")
+    p.add_argument("what", choices=["tagger", "stance", "holder", "classifier", "all"])
     p.add_argument("--config", help="YAML config (default: configs/<what>.yaml)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value, e.g. --set epochs=3 --set lora.r=8 (repeatable)")
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in output_dir")
     p.add_argument("--ship", action="store_true",
-                   help="copy the trained adapters to model/default/ (what `make models` does)")
+                   help="copy the trained models to model/default/ (what `make models` does); a classifier ships as the gate")
     p.set_defaults(func=cmd_train)
     return parser
 

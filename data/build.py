@@ -1,4 +1,8 @@
-"""Compile the corpus sources (data/corpus/src/<split>/*.txt) into data/corpus/<split>.jsonl."""
+"""Compile the corpus sources (data/corpus/src/<split>/*.txt) into data/corpus/<split>.jsonl, and
+the relevance gate's data into data/gate/<split>.jsonl: every corpus document labelled `relevant`
+(it belongs to the beat, statement or not) and every off-topic article the team wrote
+(data/offtopic/src/<split>/*.txt: sport, business, weather, domestic politics, science, … in the
+corpus's voices) labelled `offtopic`."""
 import json
 from pathlib import Path
 
@@ -7,6 +11,9 @@ from .schema import load_corpus, parse_record
 
 SPLITS = ("train", "dev", "test")
 CORPUS_DIR = Path(__file__).resolve().parent / "corpus"
+OFFTOPIC_DIR = Path(__file__).resolve().parent / "offtopic"
+GATE_DIR = Path(__file__).resolve().parent / "gate"
+RELEVANT, OFFTOPIC = "relevant", "offtopic"
 
 
 def compile_split(src_dir: Path) -> list[dict]:
@@ -28,19 +35,35 @@ def render_jsonl(records) -> str:
     return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
 
 
-def build_corpus(corpus_dir: Path = CORPUS_DIR, check: bool = False) -> dict[str, int]:
-    """Write (or, with `check`, compare against) the compiled split files. Returns the number
-    of documents per split; with `check`, raises if any compiled file is out of date."""
+def gate_records(corpus: list[dict], offtopic: list[dict]) -> list[dict]:
+    return ([{"id": r["id"], "text": r["text"], "label": RELEVANT} for r in corpus]
+            + [{"id": r["id"], "text": r["text"], "label": OFFTOPIC} for r in offtopic])
+
+
+def build_corpus(corpus_dir: Path = CORPUS_DIR, check: bool = False, offtopic_dir: Path = OFFTOPIC_DIR,
+                 gate_dir: Path = GATE_DIR) -> dict[str, int]:
+    """Write (or, with `check`, compare against) the compiled split files, and the gate's where
+    off-topic sources exist. Returns the number of corpus documents per split; with `check`,
+    raises if any compiled file is out of date."""
     counts, stale = {}, []
-    for split in SPLITS:
-        records = compile_split(corpus_dir / "src" / split)
-        out, rendered = corpus_dir / f"{split}.jsonl", render_jsonl(records)
+
+    def write(out: Path, rendered: str):
         if check:
             if not out.exists() or out.read_text(encoding="utf-8") != rendered:
                 stale.append(str(out))
         else:
+            out.parent.mkdir(parents=True, exist_ok=True)
             out.write_text(rendered, encoding="utf-8")
+
+    for split in SPLITS:
+        records = compile_split(corpus_dir / "src" / split)
+        write(corpus_dir / f"{split}.jsonl", render_jsonl(records))
         counts[split] = len(records)
+        if (offtopic_dir / "src" / split).is_dir():
+            offtopic = compile_split(offtopic_dir / "src" / split)
+            if any(r["spans"] for r in offtopic):
+                raise ValueError(f"{offtopic_dir / 'src' / split}: off-topic articles carry no statements")
+            write(gate_dir / f"{split}.jsonl", render_jsonl(gate_records(records, offtopic)))
     if stale:
         raise ValueError(f"out of date with their sources: {', '.join(stale)} (run `diplotag data build`)")
     return counts

@@ -295,3 +295,37 @@ def read_json_or_jsonl(path):
             except json.JSONDecodeError as err:
                 raise ValueError(f"{path}:{lineno}: not JSON: {err.msg}") from None
     return rows
+
+
+# ---- labelled texts (document classifiers) -----------------------------------------------------
+
+
+def read_labelled_texts(path) -> list[dict]:
+    """`{"text", "label"}` records (an `id` is kept where given) from JSONL, or from TSV with a
+    header row naming `text` and `label` columns. A record without both, as strings, is an
+    error naming its line."""
+    import csv
+
+    path = str(path)
+    if path.endswith((".tsv", ".tab")):
+        with open(path, encoding="utf-8", newline="") as f:
+            reader = csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
+            missing = {"text", "label"} - set(reader.fieldnames or [])
+            if missing:
+                raise ValueError(f"{path}:1: the header has no {' or '.join(sorted(missing))} column")
+            rows = [(reader.line_num, row) for row in reader]
+    else:
+        rows = []
+        with open(path, encoding="utf-8") as f:
+            for lineno, line in enumerate(f, 1):
+                if line.strip():
+                    try:
+                        rows.append((lineno, json.loads(line)))
+                    except json.JSONDecodeError as err:
+                        raise ValueError(f"{path}:{lineno}: not JSON: {err.msg}") from None
+    records = []
+    for lineno, row in rows:
+        if not isinstance(row, dict) or not all(isinstance(row.get(k), str) and row[k] for k in ("text", "label")):
+            raise ValueError(f"{path}:{lineno}: record {len(records) + 1} needs a non-empty string `text` and `label`")
+        records.append({"id": str(row.get("id") or f"{len(records) + 1}"), "text": row["text"], "label": row["label"]})
+    return records

@@ -41,6 +41,27 @@ def workload(n_docs: int, seed: int = 0) -> list[dict]:
     return docs
 
 
+def mixed_workload(n_docs: int, share: float, seed: int = 0) -> list[dict]:
+    """A day's news stream: `share` of `n_docs` documents drawn from the test split (the beat,
+    with statements or none), the rest from the held-out off-topic articles (data/gate/test.jsonl),
+    shuffled. Every test document says whether it holds a statement (`meta.statements`)."""
+    from ..data.build import GATE_DIR, OFFTOPIC
+    from ..data.convert import read_labelled_texts
+
+    rng = random.Random(seed)
+    beat = load_splits()["test"]
+    offtopic = [r for r in read_labelled_texts(GATE_DIR / "test.jsonl") if r["label"] == OFFTOPIC]
+    n_beat = max(1, round(share * n_docs))
+    if n_beat > len(beat) or n_docs - n_beat > len(offtopic):
+        raise ValueError(f"--mix {share} of {n_docs} documents needs {n_beat} test and {n_docs - n_beat} off-topic "
+                         f"documents; there are {len(beat)} and {len(offtopic)}")
+    docs = ([{"id": r["id"], "text": r["text"], "meta": {"statements": len(r["spans"])}} for r in rng.sample(beat, n_beat)]
+            + [{"id": r["id"], "text": r["text"], "meta": {"statements": 0, "offtopic": True}}
+               for r in rng.sample(offtopic, n_docs - n_beat)])
+    rng.shuffle(docs)
+    return docs
+
+
 def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
@@ -66,7 +87,7 @@ def best_of(run, docs, repeats: int) -> tuple[float, list]:
     return best, answer
 
 
-def _run_diplotag(model, docs, backend, threads, repeats, queue):
+def _run_diplotag(model, docs, backend, threads, repeats, precision, gate, queue):
     import os
 
     import torch
@@ -75,12 +96,12 @@ def _run_diplotag(model, docs, backend, threads, repeats, queue):
 
     os.environ["TOKENIZERS_PARALLELISM"] = "false"
     torch.set_num_threads(threads)
-    tagger = Tagger.from_pretrained(model, backend=backend, device="cpu")
+    tagger = Tagger.from_pretrained(model, backend=backend, device="cpu", precision=precision, gate=gate)
     def tag(some, batch_docs=64):  # what `run_tag_job` runs per batch of documents (its default size)
         return [r for i in range(0, len(some), batch_docs) for r in tagger.tag(some[i:i + batch_docs])]
 
     seconds, records = best_of(tag, docs, repeats)
-    queue.put({"seconds": seconds, "peak_rss_mb": _peak_rss_mb(),
+    queue.put({"seconds": seconds, "peak_rss_mb": _peak_rss_mb(), "gated": [bool(r.get("gated")) for r in records],
                "spans": [[(s["start"], s["end"], s["label"], s["stance"]) for s in r.get("spans", [])] for r in records]})
 
 
@@ -197,11 +218,13 @@ def agreement(a, b) -> float:
     return both / either if either else 1.0
 
 
-def matmul_peak_gflops(threads: int) -> float:
+def matmul_peak_gflops(threads: int, precision: str = "fp32") -> float:
+    """This CPU's matrix-multiply rate in the dtype the models run in: the peak MFU is taken against."""
     import torch
 
     torch.set_num_threads(threads)
-    a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+    a, b = torch.randn(2048, 2048, dtype=dtype), torch.randn(2048, 2048, dtype=dtype)
     for _ in range(2):
         a @ b
     start, n = time.perf_counter(), 10
@@ -224,8 +247,10 @@ def model_flops_per_token(model_dir) -> float:
 
 
 def run_speed_bench(model="default", n_docs=300, sizes=(3, 30, 300), threads=2, backend="torch",
-                    out_json=None, command="", repeats=3) -> dict:
-    import yaml
+                    out_json=None, command="", repeats=3, precision="fp32", mix=None) -> dict:
+    """diplotag (in `precision`, and in fp32 for reference when that is bf16) against the
+    pipeline in fp32, as a user runs it. With `mix` (a share of test documents in a stream of
+    off-topic ones), diplotag runs its relevance gate and the pipeline tags everything."""
     from transformers import AutoTokenizer
 
     from ..model.base import DEFAULT_MODELS
@@ -234,30 +259,36 @@ def run_speed_bench(model="default", n_docs=300, sizes=(3, 30, 300), threads=2, 
     trained = trained_settings(root / "tagger", {"max_length": 512, "stride": 128})
     max_length, stride = trained["max_length"], trained["stride"]  # both systems window as in training
     tok = AutoTokenizer.from_pretrained(root / "tagger")
-    docs = workload(n_docs)
+    docs = mixed_workload(n_docs, mix) if mix else workload(n_docs)
     n_tokens = sum(len(x) for x in tok([d["text"] for d in docs], add_special_tokens=False)["input_ids"])
     words = [len(d["text"].split()) for d in docs]
-    ours = _in_fresh_process(_run_diplotag, model, docs, backend, threads, repeats)
+    gate = bool(mix)
+    runs = {p: _in_fresh_process(_run_diplotag, model, docs, backend, threads, repeats, p, gate)
+            for p in dict.fromkeys((precision, "fp32"))}
+    ours = runs[precision]
     theirs = _in_fresh_process(_run_pipeline, model, docs, threads, max_length, stride,
                                trained.get("min_span_words", 1), backend, repeats)
     scaling = []
-    for n in sizes:
+    for n in sizes if not mix else ():
         sub = workload(n, seed=1)
         toks = sum(len(x) for x in tok([d["text"] for d in sub], add_special_tokens=False)["input_ids"])
-        r = _in_fresh_process(_run_diplotag, model, sub, backend, threads, 1)
+        r = _in_fresh_process(_run_diplotag, model, sub, backend, threads, 1, precision, False)
         scaling.append({"documents": n, "tokens": toks, "seconds": round(r["seconds"], 2),
                         "seconds_per_1k_tokens": round(1000 * r["seconds"] / toks, 4)})
-    peak = matmul_peak_gflops(threads)
-    achieved = model_flops_per_token(model) * n_tokens / ours["seconds"] / 1e9
+    peak = matmul_peak_gflops(threads, precision)
+    tagged_tokens = sum(len(x) for x, g in zip(tok([d["text"] for d in docs], add_special_tokens=False)["input_ids"],
+                                                 ours["gated"]) if not g)
+    achieved = model_flops_per_token(model) * tagged_tokens / ours["seconds"] / 1e9
+
+    def system(r):
+        return {"seconds": round(r["seconds"], 2), "docs_per_s": round(len(docs) / r["seconds"], 2),
+                "tokens_per_s": round(n_tokens / r["seconds"], 1), "peak_rss_mb": round(r["peak_rss_mb"])}
+
     result = {
-        "command": command, "threads": threads, "backend": backend, "window": [max_length, stride],
+        "command": command, "threads": threads, "backend": backend, "precision": precision, "window": [max_length, stride],
         "workload": {"documents": len(docs), "tokens": n_tokens, "words_min": min(words), "words_max": max(words)},
-        "diplotag": {"seconds": round(ours["seconds"], 2), "docs_per_s": round(len(docs) / ours["seconds"], 2),
-                     "tokens_per_s": round(n_tokens / ours["seconds"], 1), "peak_rss_mb": round(ours["peak_rss_mb"])},
-        "pipeline": {"seconds": round(theirs["seconds"], 2), "docs_per_s": round(len(docs) / theirs["seconds"], 2),
-                     "tokens_per_s": round(n_tokens / theirs["seconds"], 1),
-                     "peak_rss_mb": round(theirs["peak_rss_mb"]), "batch_size": theirs["batch_size"],
-                     "seconds_by_batch_size": theirs["seconds_by_batch_size"]},
+        "diplotag": system(ours),
+        "pipeline": dict(system(theirs), batch_size=theirs["batch_size"], seconds_by_batch_size=theirs["seconds_by_batch_size"]),
         "timing": f"warm-up on 3 documents, then the best of {repeats} runs, output kept in memory, on both sides",
         "speedup": round(theirs["seconds"] / ours["seconds"], 2),
         "agreement": round(agreement(ours["spans"], theirs["spans"]), 4),
@@ -265,6 +296,21 @@ def run_speed_bench(model="default", n_docs=300, sizes=(3, 30, 300), threads=2, 
         "matmul_peak_gflops": round(peak, 1), "achieved_gflops": round(achieved, 1),
         "model_flops_utilisation": round(achieved / peak, 3),
     }
+    if precision != "fp32":  # the exact path, for the price of the faster one
+        result["diplotag_fp32"] = dict(system(runs["fp32"]), speedup=round(theirs["seconds"] / runs["fp32"]["seconds"], 2),
+                                       agreement=round(agreement(runs["fp32"]["spans"], theirs["spans"]), 4))
+    if mix:
+        bearing = [i for i, d in enumerate(docs) if d["meta"]["statements"]]
+        passed = [i for i, d in enumerate(docs) if not ours["gated"][i]]
+        result["workload"]["mix"] = mix
+        result["gate"] = {
+            "statement_documents": len(bearing),
+            "statement_documents_passed": sum(not ours["gated"][i] for i in bearing),
+            "offtopic_documents": sum(bool(d["meta"].get("offtopic")) for d in docs),
+            "offtopic_gated": sum(ours["gated"][i] for i, d in enumerate(docs) if d["meta"].get("offtopic")),
+            # on the documents the gate passes, both systems should find the same statements
+            "agreement_on_passed": round(agreement([ours["spans"][i] for i in passed],
+                                                   [theirs["spans"][i] for i in passed]), 4)}
     if out_json:
         Path(out_json).parent.mkdir(parents=True, exist_ok=True)
         Path(out_json).write_text(json.dumps(result, indent=1))

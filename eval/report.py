@@ -5,8 +5,10 @@ import re
 from pathlib import Path
 
 from ..data.markup import LABELS
+from ..model.base import DEFAULT_MODELS
 from ..data.schema import load_corpus
 from ..data.sentences import sentence_bounds, sentence_of
+from ..model.tagger import GATE_THRESHOLD
 from . import metrics
 from .baselines import KeywordTagger, TfidfStance
 
@@ -33,7 +35,10 @@ def score_system(gold, pred, stance_on_gold=None, labels=LABELS, holder_on_gold=
 def model_predictions(model_dir, gold, **kw):
     from ..model.tagger import Tagger
 
-    tagger = Tagger.from_pretrained(model_dir, **kw)
+    # the gate, where the model has one, scores every document but skips none (a threshold above 1):
+    # `gate_results` applies it afterwards, so that one run gives the scores with and without it
+    root = DEFAULT_MODELS if str(model_dir) == "default" else Path(model_dir)
+    tagger = Tagger.from_pretrained(model_dir, gate=(root / "gate").is_dir(), gate_threshold=2.0, **kw)
     pred = tagger.tag([{"id": r["id"], "text": r["text"]} for r in gold])
     if tagger.stance_model is None:  # a tagger alone: no stance on gold spans to score
         return pred, None, None
@@ -48,6 +53,38 @@ def model_predictions(model_dir, gold, **kw):
         holders = ([s["holder"] for doc, keep in zip(spans, has_holder) for s, k in zip(doc, keep) if k],
                    nearest_actor_holders(gold))
     return pred, (stances, probs), holders
+
+
+def gate_results(gold, pred, threshold=GATE_THRESHOLD) -> tuple[dict, list[dict]]:
+    """What the relevance gate does to a gold file: how many documents that hold a statement it
+    passes (its recall, which bounds every statement's), how many without one it passes, and the
+    predictions as `tag --gate` gives them (a gated document keeps no statement)."""
+    gated = [p["gate_score"] >= threshold for p in pred]
+    bearing = [g for g, r in zip(gated, gold) if r["spans"]]
+    empty = [g for g, r in zip(gated, gold) if not r["spans"]]
+    summary = {"threshold": threshold, "statement_documents": len(bearing),
+               "statement_documents_passed": len(bearing) - sum(bearing),
+               "recall": round(1 - sum(bearing) / len(bearing), 4) if bearing else None,
+               "no_statement_documents": len(empty), "no_statement_documents_passed": len(empty) - sum(empty)}
+    return summary, [dict(p, spans=[] if g else p["spans"], gated=g) for p, g in zip(pred, gated)]
+
+
+def offtopic_rejection(model_dir, path, threshold=GATE_THRESHOLD, **kw) -> dict:
+    """The gate on labelled texts (data/gate/test.jsonl: test documents and held-out off-topic
+    articles): the share of each class it passes."""
+    from ..data.build import OFFTOPIC
+    from ..data.convert import read_labelled_texts
+    from ..model.tagger import Tagger
+
+    records = read_labelled_texts(path)
+    tagger = Tagger.from_pretrained(model_dir, gate=True, **kw)
+    scores = tagger.gate_scores([r["text"] for r in records])
+    out = {"file": str(path), "threshold": threshold}
+    for cls in sorted({r["label"] for r in records}):
+        mine = [p for p, r in zip(scores, records) if r["label"] == cls]
+        out[cls] = {"documents": len(mine), "passed": sum(p < threshold for p in mine)}
+    out["offtopic_rejected_share"] = round(1 - out[OFFTOPIC]["passed"] / out[OFFTOPIC]["documents"], 4) if OFFTOPIC in out else None
+    return out
 
 
 def nearest_actor_holders(gold) -> list[str]:
@@ -161,17 +198,33 @@ def markdown(results: dict) -> str:
                       f"| baseline: nearest preceding actor | {h['baseline_accuracy']:.3f} |",
                       f"| end to end (statement overlaps, label and holder right): P / R / F1 | "
                       f"{e2e['precision']:.3f} / {e2e['recall']:.3f} / {e2e['f1']:.3f} |"]
+    if "gate" in results:
+        g = results["gate"]
+        lines += ["", "## The relevance gate", "", "| measure | value |", "|---|---|",
+                  f"| statement-bearing documents passed (recall) | {g['statement_documents_passed']}/{g['statement_documents']} ({g['recall']:.3f}) |",
+                  f"| documents without statements passed | {g['no_statement_documents_passed']}/{g['no_statement_documents']} |"]
+        if "labelled_texts" in g:
+            t = g["labelled_texts"]
+            lines += [f"| {cls} documents of `{t['file']}` passed | {t[cls]['passed']}/{t[cls]['documents']} |"
+                      for cls in t if isinstance(t[cls], dict)]
+        lines.append(f"| threshold (off-topic probability) | {g['threshold']} |")
     lines += ["", "Errors of the first system (every false positive and negative, with its sentence): `errors.tsv`."]
     return "\n".join(lines) + "\n"
 
 
-def run_eval(data_file, out_dir, model_dir=None, pred_file=None, train_file=None, baselines=True, **model_kw) -> dict:
+def run_eval(data_file, out_dir, model_dir=None, pred_file=None, train_file=None, baselines=True, gate_file=None,
+             **model_kw) -> dict:
     gold = load_corpus(data_file)
-    systems, first_pred = {}, None
+    systems, first_pred, gate = {}, None, None
     if model_dir:
         pred, stance, holders = model_predictions(model_dir, gold, **model_kw)
         systems["diplotag"] = score_system(gold, pred, stance, holder_on_gold=holders)
         first_pred = pred
+        if all("gate_score" in p for p in pred):
+            gate, gated_pred = gate_results(gold, pred)
+            systems["diplotag with the gate"] = score_system(gold, gated_pred)
+            if gate_file:
+                gate["labelled_texts"] = offtopic_rejection(model_dir, gate_file, **model_kw)
     if pred_file:
         by_id = {r["id"]: r for r in load_corpus(pred_file, require_stance=False)}
         missing = [r["id"] for r in gold if r["id"] not in by_id]
@@ -194,6 +247,8 @@ def run_eval(data_file, out_dir, model_dir=None, pred_file=None, train_file=None
     out_dir.mkdir(parents=True, exist_ok=True)
     results = {"data": str(data_file), "documents": len(gold), "gold_spans": sum(len(r["spans"]) for r in gold),
                "model": str(model_dir) if model_dir else None, "systems": systems}
+    if gate:
+        results["gate"] = gate
     plot(results, out_dir)
     (out_dir / "results.json").write_text(json.dumps(results, indent=1))
     (out_dir / "report.md").write_text(markdown(results))

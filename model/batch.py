@@ -309,14 +309,15 @@ def run_tag_job(tagger, inputs, out_path, *, batch_docs=64, strict=False, resume
                 rank=0, world=1) -> dict:
     """Tag `inputs` (an iterable of records) into the JSONL file `out_path`, every `world`-th
     record from `rank` on. Returns the counts of this run: records `resumed` (already written),
-    `tagged`, `bad_input`, `failed` (model or device errors), and the `first_failure`."""
+    `tagged` (of which `gated`: skipped by the relevance gate), `bad_input`, `failed` (model or
+    device errors), and the `first_failure`."""
     to_stdout = str(out_path) == "-"
     out_path = Path(out_path)
     done = complete_records(out_path) if resume and not to_stdout else 0
     todo = islice(inputs, rank, None, world) if world > 1 else iter(inputs)
     if done:
         check_resume(out_path, todo)
-    counts = {"resumed": done, "tagged": 0, "bad_input": 0, "failed": 0, "first_failure": None}
+    counts = {"resumed": done, "tagged": 0, "gated": 0, "bad_input": 0, "failed": 0, "first_failure": None}
     bar = tqdm(desc=f"tagging{f' [{rank}/{world}]' if world > 1 else ''}", unit="doc", initial=done,
                disable=not progress, file=sys.stderr, dynamic_ncols=True)
     out = sys.stdout if to_stdout else open(out_path, "a" if resume else "w", encoding="utf-8")
@@ -329,6 +330,7 @@ def run_tag_job(tagger, inputs, out_path, *, batch_docs=64, strict=False, resume
                 out.write(json.dumps(record, ensure_ascii=False) + "\n")
                 kind = "failed" if isinstance(record, Failed) else "bad_input" if isinstance(record, BadRecord) else "tagged"
                 counts[kind] += 1
+                counts["gated"] += kind == "tagged" and record.get("gated") is True
                 if kind == "failed" and counts["first_failure"] is None:
                     counts["first_failure"] = f"{record['id']}: {record['error']}"
             out.flush()
@@ -343,14 +345,15 @@ def summary(counts: dict, where: str = "") -> str:
     """One line for stderr at the end of a job."""
     n = counts["resumed"] + counts["tagged"] + counts["bad_input"] + counts["failed"]
     line = (f"diplotag: {where}{n} record{'' if n == 1 else 's'}: " + (f"{counts['resumed']} already written, " if counts["resumed"] else "")
-            + f"{counts['tagged']} tagged, {counts['bad_input']} bad input, {counts['failed']} failed")
+            + f"{counts['tagged']} tagged" + (f" ({counts['gated']} off-topic by the gate)" if counts.get("gated") else "")
+            + f", {counts['bad_input']} bad input, {counts['failed']} failed")
     if counts["failed"]:
         line += f" (model or device errors; the first: {counts['first_failure']})"
     return line
 
 
 def add_counts(all_counts: list[dict]) -> dict:
-    total = {k: sum(c[k] for c in all_counts) for k in ("resumed", "tagged", "bad_input", "failed")}
+    total = {k: sum(c.get(k, 0) for c in all_counts) for k in ("resumed", "tagged", "gated", "bad_input", "failed")}
     total["first_failure"] = next((c["first_failure"] for c in all_counts if c["first_failure"]), None)
     return total
 
@@ -398,7 +401,8 @@ def parquet_schema(rows: str, labels):
     import pyarrow as pa
 
     statement = statement_type(labels)
-    tail = [("error", pa.string()), ("source", pa.string())]
+    # `gated`: null without the gate, else whether the gate skipped the document
+    tail = [("gated", pa.bool_()), ("gate_score", pa.float64()), ("error", pa.string()), ("source", pa.string())]
     if rows == "documents":
         return pa.schema([("id", pa.string()), ("text", pa.string()), ("meta", pa.string()),
                           ("spans", pa.list_(statement))] + tail)
@@ -421,19 +425,20 @@ def record_rows(record: dict, rows: str, labels) -> list[dict]:
     tagged = "spans" in record  # an input record may carry an `error` field of its own
     error, source = (None, None) if tagged else (record.get("error"), record.get("source"))
     rid = None if record.get("id") is None else str(record["id"])
+    gate = {k: record.get(k) for k in ("gated", "gate_score")} if tagged else {}
     if rows == "statements":
         spans = record["spans"] if tagged else []
         if not spans:
-            return [{"id": rid, "statement": None, "error": error, "source": source}]
-        return [dict(_statement(s, labels), id=rid, statement=i) for i, s in enumerate(spans)]
-    core = {"id", "text", "meta", "spans"} | (set() if tagged else {"error", "source"})
+            return [{"id": rid, "statement": None, "error": error, "source": source, **gate}]
+        return [dict(_statement(s, labels), id=rid, statement=i, **gate) for i, s in enumerate(spans)]
+    core = {"id", "text", "meta", "spans"} | (set() if tagged else {"error", "source"}) | set(gate)
     extra = {k: v for k, v in record.items() if k not in core}
     meta = record.get("meta")
     if extra:  # other top-level fields of the input travel in meta
         meta = {**extra, **(meta if isinstance(meta, dict) else {} if meta is None else {"meta": meta})}
     return [{"id": rid, "text": record.get("text"), "meta": None if meta is None else json.dumps(meta, ensure_ascii=False),
              "spans": [_statement(s, labels) for s in record["spans"]] if tagged else None,
-             "error": error, "source": source}]
+             "error": error, "source": source, **gate}]
 
 
 def parquet_document_ids(path):

@@ -2,8 +2,10 @@
 data/holders.tsv, with their demonyms, capitals, ministries and state media), plus `none`, ranked
 for each statement by a logistic model over where each candidate stands relative to it —
 the subject just before it, the speaker of a "…, the ministry said" after it, a name inside
-it (usually the object, not the holder), the dateline, how often the document names it — and
-the statement's stance (a neutral statement is mostly nobody's).
+it (usually the object, not the holder, as after "warned …" or "to …"), the dateline, how often
+the document names it, the actor a pronoun subject ("It warned …") points back to, the document's
+own voice for "We urge …" — and the statement's stance and setting (a neutral statement, or advice
+in an opinion piece, is mostly nobody's).
 
 The baseline it is measured against is the nearest actor mention before the statement.
 """
@@ -25,24 +27,63 @@ NOBODY = re.compile(r"\b(analysts?|experts?|observers?|think[- ]tank|researchers
 ACTOR_FEATURES = ("same_sentence_before", "nearest_before", "subject_position", "closeness_before",
                   "same_sentence_after", "speaker_after", "closeness_after", "inside_statement",
                   "previous_sentence", "in_dateline", "first_named", "mentions_log", "first_in_sentence",
-                  "object_of_preposition", "followed_by_reporting", "possessive_before")
+                  "object_of_preposition", "followed_by_reporting", "possessive_before",
+                  "first_person_issuer", "first_person_dateline", "first_person_most_named",
+                  "pronoun_previous_first", "definite_previous_first", "object_of_verb", "clause_first",
+                  "passive_agent", "joint_first_named")
+# "We urge …", "The Government condemns …": the document's own voice, i.e. its issuing actor.
+FIRST_PERSON = re.compile(r"(?<![\w’'])(We|we|Our|our|I)\b|\b[Tt]he (Government|Ministry|Opposition)\b")
+# A subject that names nobody ("Its foreign ministry …", "The embassy …", "It …") points back to the
+# actor the previous sentence led with.
+ANAPHOR = re.compile(r"^\W*(\d[\d:.]*\W+)?((It|Its|They|Their|He|She|His|Her)|We|Our|The|This|These|Both|Officials)\b")
+# "Both sides underlined …", "The two leaders …": a joint statement is held by the first actor named.
+JOINT = re.compile(r"\b([Bb]oth|[Tt]he two) (sides|governments|leaders|ministers|prime ministers|countries)\b|"
+                   r"\bThe [Mm]inisters\b")
+# "… sold by China", "built jointly by China and Pakistan": the agent of a passive acts.
+AGENT = re.compile(r"\bby\s+(the\s+)?(same\s+)?$")
+# "… warned Japan", "urge the U.S.": the actor right after such a verb is its object, not the holder.
+OBJECT_VERB = re.compile(r"\b(warn|urg|accus|call(ed|s)? on|told|tell|criticis|criticiz|condemn|slam|blam|ask|"
+                         r"press|sold|sell|suppl|deliver|help|support|st(ood|ands?) with|threaten|join|order)\w*"
+                         r"\s+(the\s+)?$")
+QUOTES = re.compile("[“”\"]")
+# In a transcript an answer after a speaker label ("MAO NING: …", "A: …") is the document's own voice.
+SPEAKER_LABEL = re.compile(r"([A-Z][^\n:]{0,60}):\s")
+QUESTION = re.compile(r"Q\b|QUESTION|Question")
+# "Minsk shows off …; Vilnius calls it …": the subject of the statement's own clause.
+CLAUSE_BREAK = re.compile(r"[;:—–]|\b(but|while|whereas)\b|, and\b")
 PREPOSITION = re.compile(r"\b(to|from|of|with|for|against|on|by|into|toward|towards|between|and)\s+(the\s+)?$", re.IGNORECASE)
-NONE_FEATURES = ("none_bias", "none_neutral", "none_oppose", "none_nobody_words", "none_no_actor_in_sentence")
+NONE_FEATURES = ("none_bias", "none_neutral", "none_oppose", "none_nobody_words", "none_no_actor_in_sentence",
+                 "none_advice", "none_opinion_piece")
+# "Seoul must not let …", "Australia should use …": advice is the writer's own view, above all in an
+# opinion piece or analysis (told by its header).
+ADVICE = re.compile(r"\b(should|must|ought to|needs? to|I would argue)\b")
+OPINION = re.compile(r"\b(OPINION|Opinion|VIEWPOINT|Viewpoint|COMMENTARY|Commentary|ANALYSIS|Analysis|EDITORIAL|"
+                     r"Editorial|[Oo]p-[Ee]d|ISSUE BRIEF|[Pp]odcast|Episode)\b")
 FEATURES = ACTOR_FEATURES + NONE_FEATURES
+
+
+# Seas, straits and wars named after an actor are places, not the actor: matched (longest first)
+# so as to hide the name inside them ("the South China Sea" names no Chinese holder).
+PLACES = ("South China Sea", "East China Sea", "Sea of Japan", "Taiwan Strait", "Indian Ocean", "Korean Peninsula",
+          "Korean peninsula", "Korean War", "Gulf of Aden", "Gulf of Oman", "Gulf of Finland", "Gulf of Mexico",
+          "Philippine Sea", "Gulf of Guinea", "Arabian Gulf", "Gulf of Thailand", "Gulf of Riga", "Irish Sea",
+          "Timor Sea", "Java Sea", "Sea of Azov", "Norwegian Sea", "Turkish Straits", "Danish straits",
+          "Singapore Strait", "Strait of Singapore", "Lake Victoria")
 
 
 class Gazetteer:
     """Every variant of every canonical actor name, matched whole-word and case-sensitive,
-    longest first ("North Korean" before "Korean")."""
+    longest first ("North Korean" before "Korean"); `PLACES` match too, but name nobody."""
 
     def __init__(self, entries: dict[str, list[str]]):
-        pairs = sorted(((v, name) for name, variants in entries.items() for v in {name, *variants}),
-                       key=lambda p: -len(p[0]))
+        pairs = sorted([(v, name) for name, variants in entries.items() for v in {name, *variants}]
+                       + [(place, None) for place in PLACES], key=lambda p: -len(p[0]))
         self.canonical = dict(pairs)
         self.pattern = re.compile(r"(?<![\w’'])(" + "|".join(re.escape(v) for v, _ in pairs) + r")(?![\w])")
 
     def mentions(self, text: str) -> list[tuple[int, int, str]]:
-        return [(m.start(), m.end(), self.canonical[m.group(1)]) for m in self.pattern.finditer(text)]
+        found = ((m.start(), m.end(), self.canonical[m.group(1)]) for m in self.pattern.finditer(text))
+        return [m for m in found if m[2]]
 
 
 @lru_cache(maxsize=4)
@@ -57,9 +98,26 @@ def candidate_features(text: str, span: dict, mentions, bounds) -> tuple[list[st
     first_sentence = next((i for i, (s, _) in enumerate(bounds) if s == a), 0)
     prev_a = bounds[first_sentence - 1][0] if first_sentence > 0 else a
     names = list(dict.fromkeys(name for _, _, name in mentions))
+    counts = {name: sum(n == name for _, _, n in mentions) for name in names}
+    most_named = max(names, key=counts.get, default=None)
     in_sentence = [name for s, e, name in mentions if a <= s and e <= b and not (start <= s and e <= end)]
     before = [(s, name) for s, e, name in mentions if e <= start]
     nearest = before[-1][1] if before else None
+    lead = text[a:start]
+    in_lead = [name for s, e, name in mentions if a <= s and e <= start]
+    # The document's own voice: a first-person subject (no actor named before it, no quotes around
+    # it: a quote is its speaker's), or an answer after a speaker label.
+    voice = FIRST_PERSON.search(lead)
+    label = SPEAKER_LABEL.match(text, text.rfind("\n", 0, start) + 1, start)
+    first_person = (bool(voice) and not any(a <= s < a + voice.start() for s, _, _ in mentions)
+                    and not QUOTES.search(text[a:b])) or bool(label) and not QUESTION.match(label.group(1))
+    in_previous = [name for s, e, name in mentions if prev_a <= s < a]
+    anaphor = None if in_lead or not in_previous else ANAPHOR.match(lead)
+    pronoun = anaphor and anaphor.group(3) and in_previous[0]
+    definite = anaphor and not anaphor.group(3) and in_previous[0]
+    joint = bool(JOINT.search(text[a:b]))
+    breaks = [m.end() for m in CLAUSE_BREAK.finditer(lead)]
+    clause = [name for s, e, name in mentions if a + (breaks[-1] if breaks else 0) <= s and e <= start]
     rows = []
     for name in names:
         own = [(s, e) for s, e, n in mentions if n == name]
@@ -78,12 +136,20 @@ def candidate_features(text: str, span: dict, mentions, bounds) -> tuple[list[st
                      any(PREPOSITION.search(text[max(a, s - 14):s]) for s, e in own if a <= s and e <= start),
                      any(REPORTING.search(text[e:e + 60]) for s, e in own if prev_a <= s < b),
                      # "Russia's embassy rejected …", "Türkiye's Eximbank financed …": the owner speaks or acts
-                     any(text[e:e + 2] in ("'s", "’s") for s, e in own if a <= s and e <= start)]
+                     any(text[e:e + 2] in ("'s", "’s") for s, e in own if a <= s and e <= start),
+                     first_person and name == names[0], first_person and own[0][0] < 120,
+                     first_person and name == most_named,
+                     pronoun == name, definite == name,
+                     any(OBJECT_VERB.search(text[max(a, s - 30):s]) for s, e in own if a <= s and e <= b),
+                     bool(clause) and clause[0] == name,
+                     any(AGENT.search(text[max(a, s - 15):s]) for s, e in own if a <= s and e <= b),
+                     joint and name == names[0]]
                     + [0] * len(NONE_FEATURES))
     stance = span.get("stance")
     actor_in_sentence = bool(in_sentence)
     rows.append([0] * len(ACTOR_FEATURES) + [1, stance == "neutral", stance == "oppose",
-                                             bool(NOBODY.search(text[a:b])), not actor_in_sentence])
+                                             bool(NOBODY.search(text[a:b])), not actor_in_sentence,
+                                             bool(ADVICE.search(text[a:b])), bool(OPINION.search(text[:300]))])
     return names + [NO_HOLDER], np.asarray(rows, dtype=np.float32)
 
 
@@ -105,13 +171,15 @@ class HolderRanker:
         saved = json.loads((Path(path) / "holder_ranker.json").read_text())
         return cls(saved["weights"], saved["bias"])
 
-    def predict(self, texts: list[str], spans_per_doc: list[list[dict]]) -> None:
-        """Add `holder` and `holder_score` to every span, in place."""
-        for text, spans in zip(texts, spans_per_doc):
+    def predict(self, texts: list[str], spans_per_doc: list[list[dict]], bounds_per_doc=None) -> None:
+        """Add `holder` and `holder_score` to every span, in place. `bounds_per_doc`: each text's
+        sentences around its spans (and one line before), where the caller has them."""
+        for text, spans, bounds in zip(texts, spans_per_doc, bounds_per_doc or [None] * len(texts)):
             if not spans:
                 continue
             mentions = self.gazetteer.mentions(text)
-            bounds = sentence_bounds(text, near=[(s["start"], s["end"]) for s in spans])
+            if bounds is None:
+                bounds = sentence_bounds(text, near=[(s["start"], s["end"]) for s in spans])
             for s in spans:
                 names, rows = candidate_features(text, s, mentions, bounds)
                 logits = rows @ self.w + self.bias

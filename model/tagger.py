@@ -19,11 +19,15 @@ from transformers import AutoConfig, AutoModelForSequenceClassification, AutoMod
 
 from ..data.align import bio_to_char_spans, encode_documents, merge_window_probs, special_tokens_template, window_features
 from .base import DEFAULT_MODELS, resolve_base
+from ..data.sentences import sentence_bounds
 from .stance import stance_inputs
 
 
 # config.json keys of the calibrations fitted on dev (train/calibrate.py)
 SPAN_CALIBRATION, STANCE_TEMPERATURE = "diplotag_span_platt", "diplotag_stance_temperature"
+PRECISIONS = ("fp32", "bf16")
+GATE_REJECTS = "offtopic"  # the gate's class for documents that skip the tagger
+GATE_THRESHOLD = 0.5       # the off-topic probability from which a document skips it
 # config.json key of a shipped full fine-tune whose word embeddings were frozen: the base to take them from
 EMBEDDINGS_FROM_BASE = "diplotag_word_embeddings_from"
 
@@ -167,10 +171,20 @@ def _pad(rows, pad_id):
 class Tagger:
     def __init__(self, tagger_model, tagger_tokenizer, stance_model=None, stance_tokenizer=None, *,
                  max_length=512, stride=128, batch_size=8, stance_batch_size=32, stance_max_length=160, context_sentences=1,
-                 min_words=1, device="cpu", holder_ranker=None, calibrated=True, min_score=0.0):
-        self.model, self.tokenizer = tagger_model.eval().to(device), tagger_tokenizer
-        self.stance_model = stance_model.eval().to(device) if stance_model is not None else None
-        self.stance_tokenizer = stance_tokenizer
+                 min_words=1, device="cpu", holder_ranker=None, calibrated=True, min_score=0.0, precision="fp32",
+                 gate_model=None, gate_tokenizer=None, gate_max_length=128, gate_threshold=GATE_THRESHOLD):
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision is one of {', '.join(PRECISIONS)}, not {precision!r}")
+        # bf16 weights and activations: on a CPU with AVX-512 BF16 or AMX, or a GPU, about twice
+        # the fp32 speed, with a few statements in a hundred decided differently (eval/results/bench.json);
+        # fp32 reproduces the trained model exactly
+        dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+        place = lambda m: m.eval().to(device=device, dtype=dtype) if m is not None else None
+        self.model, self.tokenizer = place(tagger_model), tagger_tokenizer
+        self.stance_model, self.stance_tokenizer = place(stance_model), stance_tokenizer
+        # the relevance gate: documents it calls off-topic skip the tagger (`tag` marks them `gated`)
+        self.gate_model, self.gate_tokenizer = place(gate_model), gate_tokenizer
+        self.gate_max_length, self.gate_threshold = gate_max_length, gate_threshold
         self.holder_ranker = holder_ranker
         # scores fitted to mean "probability this is right" on dev; `min_score` drops statements below it
         self.span_platt = getattr(tagger_model.config, SPAN_CALIBRATION, None) if calibrated else None
@@ -193,10 +207,12 @@ class Tagger:
             raise ValueError(f"stride ({stride}) must be below the window's {window} tokens (max_length {max_length})")
 
     @classmethod
-    def from_pretrained(cls, path="default", stance_path=None, backend="torch", device="auto", **kw):
+    def from_pretrained(cls, path="default", stance_path=None, backend="torch", device="auto", gate=False, **kw):
         """`path`: "default" (the shipped models), a folder with `tagger/` and `stance/` inside
         (what `diplotag train all` writes under runs/), or a tagger folder alone (then stance only
-        with `stance_path`). `backend="int8"` quantizes the linear layers dynamically (CPU)."""
+        with `stance_path`). `backend="int8"` quantizes the linear layers dynamically (CPU).
+        `gate=True` loads the relevance gate from the folder's `gate/`; `precision="bf16"` runs
+        every model in bf16."""
         root = DEFAULT_MODELS if path == "default" else Path(path)
         if not root.exists():
             raise FileNotFoundError(f"no model folder at {root}")
@@ -221,6 +237,17 @@ class Tagger:
             from .holder import HolderRanker
 
             kw.setdefault("holder_ranker", HolderRanker.from_pretrained(root / "holder"))
+        if gate:
+            if not (root / "gate").is_dir():
+                raise FileNotFoundError(f"no relevance gate at {root / 'gate'} (train one: diplotag train classifier --ship)")
+            trained = yaml.safe_load((root / "gate" / "diplotag_config.yaml").read_text())
+            kw.setdefault("gate_max_length", trained["max_length"])
+            kw["gate_model"] = load_model(root / "gate", AutoModelForSequenceClassification)
+            kw["gate_tokenizer"] = AutoTokenizer.from_pretrained(root / "gate")
+            if GATE_REJECTS not in kw["gate_model"].config.label2id:
+                raise ValueError(f"{root / 'gate'}: a gate classifier has a {GATE_REJECTS!r} class")
+        if backend == "int8" and kw.get("precision", "fp32") != "fp32":
+            raise ValueError("the int8 backend runs in fp32 (--precision fp32)")
         if backend == "int8":
             tagger, stance = (quantize_int8(m) if m is not None else None for m in (tagger, stance))
         elif backend != "torch":
@@ -268,13 +295,22 @@ class Tagger:
                 s["score"] = round(1 / (1 + np.exp(-(a * np.log(p / (1 - p)) + b))), 4)
         return [s for s in spans if s["score"] >= self.min_score]
 
-    def predict_stance(self, texts: list[str], spans_per_doc: list[list[dict]]) -> None:
-        """Add `stance` and `stance_scores` to every span, in place."""
+    def gate_scores(self, texts: list[str]) -> list[float]:
+        """The gate's probability that each text is off-topic, from its first tokens."""
+        enc = self.gate_tokenizer(texts, truncation=True, max_length=self.gate_max_length)
+        probs = self._run(self.gate_model, enc["input_ids"], self.gate_tokenizer.pad_token_id,
+                          enc.get("token_type_ids"), self.stance_batch_size)
+        reject = self.gate_model.config.label2id[GATE_REJECTS]
+        return [float(p[reject]) for p in probs]
+
+    def predict_stance(self, texts: list[str], spans_per_doc: list[list[dict]], bounds_per_doc=None) -> None:
+        """Add `stance` and `stance_scores` to every span, in place. `bounds_per_doc`: each text's
+        sentences around its spans, where the caller has them (`sentence_bounds(near=…)`)."""
         if self.stance_model is None:
             return
         pairs, where = [], []
-        for text, spans in zip(texts, spans_per_doc):
-            pairs += stance_inputs(text, spans, self.context_sentences)
+        for text, spans, bounds in zip(texts, spans_per_doc, bounds_per_doc or [None] * len(texts)):
+            pairs += stance_inputs(text, spans, self.context_sentences, bounds=bounds)
             where += spans
         if not pairs:
             return
@@ -294,14 +330,26 @@ class Tagger:
     def tag(self, items) -> list[dict]:
         """Tag texts or records (`{"id", "text", …}`); one output record per input, in order.
         Each output is a corpus record (fields of the input carried through) whose spans have
-        label, stance, score, stance_scores and their text."""
+        label, stance, score, stance_scores and their text. With the gate, every record also has
+        `gated` (true: off-topic, not tagged, no spans) and `gate_score` (its off-topic probability)."""
         records = [{"id": str(i), "text": x} if isinstance(x, str) else dict(x) for i, x in enumerate(items)]
-        texts = [r["text"] for r in records]
-        spans_per_doc = self.find_spans(texts)
-        self.predict_stance(texts, spans_per_doc)
+        tagged = records
+        if self.gate_model is not None and records:  # off-topic documents keep their record, marked, with no statements
+            for r, p in zip(records, self.gate_scores([r["text"] for r in records])):
+                r["gated"], r["gate_score"] = p >= self.gate_threshold, round(p, 4)
+            tagged = [r for r in records if not r["gated"]]
+        texts = [r["text"] for r in tagged]
+        spans_per_doc = self.find_spans(texts) if texts else []
+        # sentences only around the statements found, segmented once for the stance model and the holder ranker
+        lines_before = max(self.context_sentences, 1)
+        bounds = [sentence_bounds(t, near=[(s["start"], s["end"]) for s in spans], lines_before=lines_before)
+                  if spans else [] for t, spans in zip(texts, spans_per_doc)]
+        self.predict_stance(texts, spans_per_doc, bounds)
         if self.holder_ranker is not None:  # after stance: a neutral statement is mostly nobody's
-            self.holder_ranker.predict(texts, spans_per_doc)
-        for r, spans in zip(records, spans_per_doc):
+            self.holder_ranker.predict(texts, spans_per_doc, bounds)
+        for r in records:
+            r["spans"] = []
+        for r, spans in zip(tagged, spans_per_doc):
             r["spans"] = [{"start": s["start"], "end": s["end"], "label": s["label"], "stance": s.get("stance"),
                            "holder": s.get("holder"), "score": s["score"], "stance_scores": s.get("stance_scores"),
                            "holder_score": s.get("holder_score"), "text": r["text"][s["start"]:s["end"]]}

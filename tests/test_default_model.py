@@ -19,7 +19,7 @@ def tagger():
     return Tagger.from_pretrained("default", device="cpu")
 
 
-@pytest.mark.parametrize("task", ["tagger", "stance", "holder"])
+@pytest.mark.parametrize("task", ["tagger", "stance", "holder", "gate"])
 def test_shipped_model_is_stamped_with_the_current_corpus_and_config(task):
     stamp = json.loads((DEFAULT_MODELS / task / "stamp.json").read_text())
     cfg = load_config(ROOT / "configs" / f"{task}.yaml", root=ROOT)
@@ -92,3 +92,14 @@ def test_the_speed_benchmarks_pipeline_decodes_as_diplotag_does(tagger, seed_rec
     assert len(tagger.tokenizer(texts[1])["input_ids"]) > 2 * tagger.max_length
     key = lambda spans: [(s["start"], s["end"], s["label"]) for s in spans]
     assert key(ours[1]) and [key(s) for s in theirs] == [key(s) for s in ours]
+
+
+def test_the_shipped_gate_passes_the_seed_article_and_skips_a_football_report(seed_record):
+    from diplotag.model.tagger import Tagger
+
+    tagger = Tagger.from_pretrained("default", device="cpu", gate=True)
+    football = ("LONDON, March 3 - Arsenal came from behind to beat Everton 2-1 on Saturday, with two goals in the "
+                "last ten minutes, and moved three points clear at the top of the Premier League table.")
+    seed, sport = tagger.tag([seed_record["text"], football])
+    assert not seed["gated"] and seed["spans"]
+    assert sport["gated"] and sport["spans"] == []

@@ -32,7 +32,7 @@ def tiny_config(tmp_path, tiny_base, small_corpus, task="tagger", **extra):
 
 @pytest.mark.parametrize("change,message", [
     ({"epochz": 3}, "epochz: Extra inputs are not permitted"),
-    ({"task": None}, "task: Input should be 'tagger', 'stance' or 'holder'"),
+    ({"task": None}, "task: Input should be 'tagger', 'stance', 'holder' or 'classifier'"),
     ({"epochs": -1}, "epochs: Input should be greater than 0"),
     ({"train_file": "nowhere.jsonl"}, "train_file: no such file"),
     ({"finetune": "half"}, "finetune: Input should be 'full' or 'lora'"),

@@ -9,19 +9,24 @@ import torch
 import yaml
 from transformers import EarlyStoppingCallback, TrainingArguments
 
-from ..data.convert import read_records
+from ..data.convert import read_labelled_texts, read_records
 from ..model.base import resolve_base
 from .config import TrainConfig, file_sha256
 
 
 def load_split(cfg: TrainConfig, path: Path, label_key: str) -> list[dict]:
-    """Records of a split, refusing any label (or stance) that the config does not list;
-    `max_train_docs` cuts the train split only."""
-    records = read_records(path, cfg.data_format)
+    """Records of a split, refusing any label (or stance, or class) that the config does not
+    list; `max_train_docs` cuts the train split only."""
     found = {}
-    for r in records:
-        for s in r["spans"]:
-            found.setdefault(s.get(label_key), r["id"])
+    if cfg.task == "classifier":  # `{"text", "label"}` records, one class each
+        records = read_labelled_texts(path)
+        for r in records:
+            found.setdefault(r["label"], r["id"])
+    else:
+        records = read_records(path, cfg.data_format)
+        for r in records:
+            for s in r["spans"]:
+                found.setdefault(s.get(label_key), r["id"])
     unknown = {k: v for k, v in found.items() if k not in cfg.labels}
     if unknown:
         listed = ", ".join(f"{k!r} (first in {v})" for k, v in unknown.items())
@@ -215,8 +220,9 @@ def save_trained(trainer, tokenizer, cfg: TrainConfig, metrics: dict, started: f
 def model_card(cfg: TrainConfig, stamp: dict, extra: str) -> str:
     rows = "\n".join(f"| {k} | {v:.4f} |" if isinstance(v, float) else f"| {k} | {v} |"
                      for k, v in stamp["dev_metrics"].items())
-    what = ("token classification (BIO tags over statement spans)" if cfg.task == "tagger"
-            else "sequence classification of a marked statement's stance")
+    what = {"tagger": "token classification (BIO tags over statement spans)",
+            "stance": "sequence classification of a marked statement's stance",
+            "classifier": "document classification (the text's first tokens)"}[cfg.task]
     return f"""---
 library_name: transformers
 pipeline_tag: {"token-classification" if cfg.task == "tagger" else "text-classification"}

@@ -24,12 +24,12 @@ class LoraSettings(BaseModel):
 class TrainConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    task: Literal["tagger", "stance", "holder"]
+    task: Literal["tagger", "stance", "holder", "classifier"]
     base_model: str = "sentence-transformers/all-MiniLM-L6-v2"
     train_file: Path
     dev_file: Path
     data_format: Literal["jsonl", "conll"] = "jsonl"
-    labels: list[str] = Field(min_length=1)          # span labels (tagger) or stances (stance model)
+    labels: list[str] = Field(min_length=1)          # span labels (tagger), stances, or classes (classifier)
     output_dir: Path
 
     # the model

@@ -1,0 +1,157 @@
+"""The relevance gate: labelled texts in, `diplotag train classifier` (generic in its labels),
+`tag --gate` (skipped documents keep their record, marked), the mixed-stream workload, the
+eval's gate figures, and bf16 inference."""
+import json
+import shutil
+
+import pytest
+import yaml
+
+from diplotag.cli import main
+from diplotag.data.convert import read_labelled_texts
+from test_train import tiny_config
+
+BEAT = "Japan will deliver two coastal radars to the Philippine Navy next year, the ministry said."
+OFFSIDE = "United beat City 3-1 on Saturday, with two late goals from the substitute striker."
+
+
+def test_labelled_texts_from_jsonl_and_tsv_and_errors_that_name_the_line(tmp_path):
+    jsonl = tmp_path / "a.jsonl"
+    jsonl.write_text(json.dumps({"id": "x", "text": BEAT, "label": "relevant"}) + "\n\n"
+                     + json.dumps({"text": OFFSIDE, "label": "offtopic"}) + "\n")
+    assert [(r["id"], r["label"]) for r in read_labelled_texts(jsonl)] == [("x", "relevant"), ("2", "offtopic")]
+    tsv = tmp_path / "a.tsv"
+    tsv.write_text(f"label\ttext\nrelevant\t{BEAT}\noffside\t{OFFSIDE}\n")
+    assert [r["label"] for r in read_labelled_texts(tsv)] == ["relevant", "offside"]
+    tsv.write_text(f"label\tbody\nrelevant\t{BEAT}\n")
+    with pytest.raises(ValueError, match=r"a.tsv:1: the header has no text column"):
+        read_labelled_texts(tsv)
+    jsonl.write_text(json.dumps({"text": BEAT, "label": "relevant"}) + "\n" + json.dumps({"text": OFFSIDE}) + "\n")
+    with pytest.raises(ValueError, match=r"a.jsonl:2: record 2 needs a non-empty string `text` and `label`"):
+        read_labelled_texts(jsonl)
+
+
+def labelled_files(tmp_path, extra_label=None):
+    rows = [("relevant", f"{BEAT} Report {i}.") for i in range(12)] + [("offtopic", f"{OFFSIDE} Match {i}.") for i in range(12)]
+    if extra_label:
+        rows.append((extra_label, "Rain is expected across the north on Tuesday."))
+    for name in ("train", "dev"):
+        (tmp_path / f"{name}.tsv").write_text("text\tlabel\n" + "".join(f"{t}\t{l}\n" for l, t in rows))
+    return tmp_path / "train.tsv", tmp_path / "dev.tsv"
+
+
+def test_a_classifier_trains_from_tsv_into_a_standard_folder(tmp_path, tiny_base, small_corpus):
+    from transformers import AutoModelForSequenceClassification
+
+    train, dev = labelled_files(tmp_path)
+    path = tiny_config(tmp_path, tiny_base, small_corpus, task="gate", train_file=str(train), dev_file=str(dev),
+                       max_length=32)
+    assert main(["train", "classifier", "--config", str(path)]) == 0
+    out = tmp_path / "gate"
+    model = AutoModelForSequenceClassification.from_pretrained(out)
+    assert model.config.id2label == {0: "relevant", 1: "offtopic"}
+    stamp = json.loads((out / "stamp.json").read_text())
+    assert {"eval_macro_f1", "eval_recall_relevant", "eval_recall_offtopic"} <= set(stamp["dev_metrics"])
+    assert "Per-class dev scores" in (out / "README.md").read_text()
+
+
+def test_a_class_missing_from_the_config_is_refused_before_training(tmp_path, tiny_base, small_corpus, capsys):
+    train, dev = labelled_files(tmp_path, extra_label="weather")
+    path = tiny_config(tmp_path, tiny_base, small_corpus, task="gate", train_file=str(train), dev_file=str(dev))
+    assert main(["train", "classifier", "--config", str(path)]) == 2
+    assert "labels not in the config's labels ['relevant', 'offtopic']: 'weather'" in capsys.readouterr().err
+
+
+@pytest.fixture()
+def gated_models(tmp_path, tiny_models, default_tokenizer):
+    """The tiny tagger and stance model with a tiny gate that calls every document off-topic."""
+    import torch
+    from transformers import BertConfig, BertForSequenceClassification
+
+    root = tmp_path / "models"
+    shutil.copytree(tiny_models, root)
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=default_tokenizer.vocab_size, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                        intermediate_size=64, id2label={0: "relevant", 1: "offtopic"}, label2id={"relevant": 0, "offtopic": 1})
+    gate = BertForSequenceClassification(config)
+    gate.classifier.bias.data = torch.tensor([-20.0, 20.0])
+    gate.save_pretrained(root / "gate")
+    default_tokenizer.save_pretrained(root / "gate")
+    (root / "gate" / "diplotag_config.yaml").write_text(yaml.safe_dump({"task": "classifier", "max_length": 32}))
+    return root
+
+
+def test_gated_documents_keep_their_record_and_are_counted(gated_models, tmp_path):
+    from diplotag.model.batch import run_tag_job, summary
+    from diplotag.model.tagger import Tagger
+
+    docs = [{"id": "a", "text": BEAT}, {"id": "b", "text": OFFSIDE}]
+    ungated = Tagger.from_pretrained(gated_models, device="cpu").tag(docs)
+    assert any(r["spans"] for r in ungated) and all("gated" not in r for r in ungated)
+    tagger = Tagger.from_pretrained(gated_models, device="cpu", gate=True)
+    out = tagger.tag(docs)
+    assert [(r["id"], r["gated"], r["spans"]) for r in out] == [("a", True, []), ("b", True, [])]
+    assert all(r["gate_score"] > 0.99 for r in out)
+    tagger.gate_threshold = 1.5  # nothing reaches it: every document is tagged as without the gate
+    out = tagger.tag(docs)
+    assert [r["spans"] for r in out] == [r["spans"] for r in ungated] and not any(r["gated"] for r in out)
+    tagger.gate_threshold = 0.5
+    counts = run_tag_job(tagger, iter(docs), tmp_path / "out.jsonl", progress=False)
+    assert (counts["tagged"], counts["gated"]) == (2, 2)
+    assert "2 tagged (2 off-topic by the gate)" in summary(counts)
+    assert [json.loads(l)["gated"] for l in open(tmp_path / "out.jsonl")] == [True, True]
+
+
+def test_parquet_rows_say_which_documents_the_gate_skipped(gated_models, tmp_path):
+    import pyarrow.parquet as pq
+
+    from diplotag.model.batch import run_parquet_job
+    from diplotag.model.tagger import Tagger
+
+    tagger = Tagger.from_pretrained(gated_models, device="cpu", gate=True)
+    out = tmp_path / "out.parquet"
+    run_parquet_job(tagger, iter([{"id": "a", "text": BEAT}]), out, rows="statements", progress=False)
+    rows = pq.read_table(out).to_pylist()
+    assert [(r["id"], r["gated"], r["statement"]) for r in rows] == [("a", True, None)]
+
+
+def test_a_model_without_a_gate_says_so(tiny_models):
+    from diplotag.model.tagger import Tagger
+
+    with pytest.raises(FileNotFoundError, match="no relevance gate"):
+        Tagger.from_pretrained(tiny_models, device="cpu", gate=True)
+
+
+def test_bf16_inference_runs_and_bad_precisions_are_refused(tiny_models):
+    from diplotag.model.tagger import Tagger
+
+    records = Tagger.from_pretrained(tiny_models, device="cpu", precision="bf16").tag([BEAT])
+    assert records[0]["spans"] and all(0 <= s["score"] <= 1 for s in records[0]["spans"])
+    with pytest.raises(ValueError, match="precision is one of fp32, bf16"):
+        Tagger.from_pretrained(tiny_models, device="cpu", precision="fp16")
+    with pytest.raises(ValueError, match="int8 backend runs in fp32"):
+        Tagger.from_pretrained(tiny_models, device="cpu", backend="int8", precision="bf16")
+
+
+def test_the_mixed_stream_holds_the_share_of_test_documents_asked_for():
+    from diplotag.eval.bench import mixed_workload
+
+    docs = mixed_workload(50, 0.1)
+    beat = [d for d in docs if not d["meta"].get("offtopic")]
+    assert len(docs) == 50 and len(beat) == 5 and len({d["id"] for d in docs}) == 50
+    assert mixed_workload(50, 0.1) == docs  # seeded
+    with pytest.raises(ValueError, match="needs"):
+        mixed_workload(100_000, 0.1)
+
+
+def test_the_eval_applies_the_gate_after_the_fact():
+    from diplotag.eval.report import gate_results
+
+    span = {"start": 0, "end": 5, "label": "EQUIPMENT_TRANSFER", "stance": "support"}
+    gold = [{"id": "a", "text": "x", "spans": [span]}, {"id": "b", "text": "y", "spans": [span]},
+            {"id": "c", "text": "z", "spans": []}]
+    pred = [dict(g, gate_score=p) for g, p in zip(gold, (0.1, 0.9, 0.2))]
+    summary, gated = gate_results(gold, pred)
+    assert (summary["statement_documents"], summary["statement_documents_passed"], summary["recall"]) == (2, 1, 0.5)
+    assert summary["no_statement_documents_passed"] == 1
+    assert [len(p["spans"]) for p in gated] == [1, 0, 0] and [p["gated"] for p in gated] == [False, True, False]

@@ -1,0 +1,62 @@
+"""Fine-tune a document classifier: `{"text", "label"}` records (JSONL, or TSV with a header) →
+one of the config's labels, from the text's first `max_length` tokens. Generic in its labels;
+the project trains its relevance gate with it (configs/gate.yaml: relevant / offtopic), which
+`diplotag tag --gate` runs before the tagger.
+"""
+import time
+
+import numpy as np
+from datasets import Dataset
+from sklearn.metrics import accuracy_score, classification_report, f1_score, recall_score
+from transformers import (AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding, Trainer,
+                          set_seed)
+
+from .common import (base_path, callbacks, load_split, resume_point, save_trained, train_tokens_per_second,
+                     training_arguments, with_lora)
+from .config import TrainConfig
+
+
+def train_classifier(cfg: TrainConfig, resume: bool = False):
+    started = time.time()
+    checkpoint = resume_point(cfg, resume)
+    set_seed(cfg.seed)
+    label2id = {c: i for i, c in enumerate(cfg.labels)}
+    id2label = dict(enumerate(cfg.labels))
+    base = base_path(cfg)
+    tokenizer = AutoTokenizer.from_pretrained(base)
+    args = training_arguments(cfg, "eval_macro_f1")
+    splits = {}
+    with args.main_process_first(desc="tokenizing"):
+        for name, path in (("train", cfg.train_file), ("dev", cfg.dev_file)):
+            rows = [{"text": r["text"], "label": label2id[r["label"]]} for r in load_split(cfg, path, "label")]
+            splits[name] = Dataset.from_list(rows).map(
+                lambda b: tokenizer(b["text"], truncation=True, max_length=cfg.max_length), batched=True,
+                remove_columns=["text"])
+
+    model = AutoModelForSequenceClassification.from_pretrained(base, num_labels=len(cfg.labels), id2label=id2label,
+                                                               label2id=label2id)
+    model = with_lora(model, cfg, "SEQ_CLS", head="classifier")
+    reports = {}
+
+    def metrics(pred):
+        logits, gold = pred
+        best = np.asarray(logits).argmax(-1)
+        reports["last"] = classification_report(gold, best, labels=list(id2label), target_names=cfg.labels,
+                                                digits=4, zero_division=0)
+        recalls = recall_score(gold, best, labels=list(id2label), average=None, zero_division=0)
+        return {"macro_f1": f1_score(gold, best, average="macro", labels=list(id2label)),
+                "accuracy": accuracy_score(gold, best),
+                **{f"recall_{c}": float(r) for c, r in zip(cfg.labels, recalls)}}
+
+    trainer = Trainer(
+        model=model, args=args,
+        train_dataset=splits["train"], eval_dataset=splits["dev"], processing_class=tokenizer,
+        data_collator=DataCollatorWithPadding(tokenizer), compute_metrics=metrics, callbacks=callbacks(cfg),
+    )
+    run = trainer.train(resume_from_checkpoint=checkpoint)
+    dev = {k: v for k, v in trainer.evaluate().items() if k.startswith("eval_") and isinstance(v, float)}
+    card = (f"Training data: {len(splits['train'])} documents, read up to their first {cfg.max_length} tokens; "
+            f"dev: {len(splits['dev'])}.\n\n## Per-class dev scores\n\n```\n{reports['last']}```\n")
+    if trainer.is_world_process_zero():
+        save_trained(trainer, tokenizer, cfg, dev, started, card, train_tokens_per_second(run, splits["train"]))
+    return dev
