@@ -250,9 +250,10 @@ def cmd_eval(args) -> int:
                   f"end to end with holder F1 {r['end_to_end_holder']['f1']:.4f}")
     if "gate" in results:
         g = results["gate"]
-        print(f"gate: {g['statement_documents_passed']}/{g['statement_documents']} statement-bearing documents passed "
-              f"(recall {g['recall']:.4f})" + (f"; off-topic articles skipped: {g['labelled_texts']['offtopic_rejected_share']:.4f}"
-                                               if "labelled_texts" in g else ""))
+        skipped = g.get("labelled_texts", {}).get("offtopic_rejected_share")
+        print(f"gate: {g['statement_documents_passed']}/{g['statement_documents']} statement-bearing documents passed"
+              + (f" (recall {g['recall']:.4f})" if g["recall"] is not None else "")
+              + (f"; off-topic articles skipped: {skipped:.4f}" if skipped is not None else ""))
     print(f"wrote {args.out}/results.json, report.md, errors.tsv and plots", file=sys.stderr)
     return 0
 

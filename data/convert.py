@@ -308,8 +308,9 @@ def read_labelled_texts(path) -> list[dict]:
 
     path = str(path)
     if path.endswith((".tsv", ".tab")):
-        with open(path, encoding="utf-8", newline="") as f:
-            reader = csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
+        csv.field_size_limit(2 ** 31 - 1)  # a whole article in one cell
+        with open(path, encoding="utf-8-sig", newline="") as f:  # -sig: a BOM is not part of the header
+            reader = csv.DictReader(f, delimiter="\t")  # quoted cells as pandas and Excel write them
             missing = {"text", "label"} - set(reader.fieldnames or [])
             if missing:
                 raise ValueError(f"{path}:1: the header has no {' or '.join(sorted(missing))} column")

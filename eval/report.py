@@ -201,7 +201,8 @@ def markdown(results: dict) -> str:
     if "gate" in results:
         g = results["gate"]
         lines += ["", "## The relevance gate", "", "| measure | value |", "|---|---|",
-                  f"| statement-bearing documents passed (recall) | {g['statement_documents_passed']}/{g['statement_documents']} ({g['recall']:.3f}) |",
+                  f"| statement-bearing documents passed (recall) | {g['statement_documents_passed']}/{g['statement_documents']} "
+                  f"({'–' if g['recall'] is None else format(g['recall'], '.3f')}) |",
                   f"| documents without statements passed | {g['no_statement_documents_passed']}/{g['no_statement_documents']} |"]
         if "labelled_texts" in g:
             t = g["labelled_texts"]

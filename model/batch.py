@@ -369,6 +369,7 @@ def add_counts(all_counts: list[dict]) -> dict:
 # written; it is renamed away in one step once OUT is complete.
 
 PARQUET_ROWS = ("documents", "statements")
+GATE_COLUMNS = ("gated", "gate_score")
 PARQUET_CHUNK_ROWS, PARQUET_CHUNK_BYTES = 4096, 32 << 20  # rows per write, whichever comes first
 
 
@@ -402,7 +403,7 @@ def parquet_schema(rows: str, labels):
 
     statement = statement_type(labels)
     # `gated`: null without the gate, else whether the gate skipped the document
-    tail = [("gated", pa.bool_()), ("gate_score", pa.float64()), ("error", pa.string()), ("source", pa.string())]
+    tail = [(GATE_COLUMNS[0], pa.bool_()), (GATE_COLUMNS[1], pa.float64()), ("error", pa.string()), ("source", pa.string())]
     if rows == "documents":
         return pa.schema([("id", pa.string()), ("text", pa.string()), ("meta", pa.string()),
                           ("spans", pa.list_(statement))] + tail)
@@ -425,7 +426,7 @@ def record_rows(record: dict, rows: str, labels) -> list[dict]:
     tagged = "spans" in record  # an input record may carry an `error` field of its own
     error, source = (None, None) if tagged else (record.get("error"), record.get("source"))
     rid = None if record.get("id") is None else str(record["id"])
-    gate = {k: record.get(k) for k in ("gated", "gate_score")} if tagged else {}
+    gate = {k: record.get(k) for k in GATE_COLUMNS} if tagged else {}
     if rows == "statements":
         spans = record["spans"] if tagged else []
         if not spans:
@@ -475,7 +476,9 @@ def write_parquet(records, out_path, schema, rows: str, labels, head=None) -> in
         if head is not None:
             with pq.ParquetFile(head) as pf:
                 for batch in pf.iter_batches(batch_size=PARQUET_CHUNK_ROWS):
-                    writer.write_batch(batch)
+                    columns = [batch.column(f.name) if f.name in batch.schema.names else pa.nulls(batch.num_rows, f.type)
+                               for f in schema]  # a head written before the gate's columns gets them empty
+                    writer.write_batch(pa.RecordBatch.from_arrays(columns, schema=schema))
                     n += batch.num_rows
         chunk, size = [], 0
         for record in records:
@@ -493,10 +496,12 @@ def write_parquet(records, out_path, schema, rows: str, labels, head=None) -> in
 
 
 def _check_parquet_schema(path: Path, schema) -> None:
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     got = pq.read_schema(path)
-    if not got.equals(schema):
+    without_gate = pa.schema([f for f in schema if f.name not in GATE_COLUMNS])
+    if not (got.equals(schema) or got.equals(without_gate)):  # a file from before the gate's columns resumes too
         rows = "statements" if "statement" in got.names else "documents"
         raise ValueError(f"--resume: {path} is not what this run writes (it has --parquet-rows {rows} rows, or "
                          "another model's stance labels): rerun with its settings, or without --resume")
@@ -574,7 +579,8 @@ class DatasetTagger:
                 records.append({"id": str(i), "text": text})
         tagged = tag_batch(self.tagger, records)
         return {self.column: [[_statement(s, self.labels) for s in r["spans"]] if "spans" in r else [] for r in tagged],
-                f"{self.column}_error": [None if "spans" in r else r["error"] for r in tagged]}
+                f"{self.column}_error": [None if "spans" in r else r["error"] for r in tagged],
+                f"{self.column}_gated": [r.get("gated") for r in tagged]}  # None without the gate
 
     def features(self, features=None):
         """`features` (the dataset's) with the columns this function adds."""
@@ -582,7 +588,8 @@ class DatasetTagger:
         from datasets import Features
 
         new = Features.from_arrow_schema(pa.schema([(self.column, pa.list_(statement_type(self.labels))),
-                                                    (f"{self.column}_error", pa.string())]))
+                                                    (f"{self.column}_error", pa.string()),
+                                                    (f"{self.column}_gated", pa.bool_())]))
         return Features({**(features or {}), **new})
 
 

@@ -111,6 +111,8 @@ def snap_to_words(text: str, start: int, end: int) -> tuple[int, int]:
     def joined_after(i):  # the character at i continues the word that ends before it
         return i < len(text) and (text[i].isalnum() or (text[i] in joiners and i + 1 < len(text) and text[i + 1].isalnum()))
 
+    if 0 < start < len(text) - 1 and text[start] in "’'" and text[start - 1].isalnum() and text[start + 1] in "sS":
+        start += 1  # on the apostrophe of a possessive ("Japan’s"): as on its "s", below
     if 0 < start < len(text) and text[start - 1] in "’'" and text[start] in "sS" and joined_before(start - 1) and (
             start + 1 == len(text) or not text[start + 1].isalnum()):
         start += 1
@@ -216,6 +218,10 @@ class Tagger:
         root = DEFAULT_MODELS if path == "default" else Path(path)
         if not root.exists():
             raise FileNotFoundError(f"no model folder at {root}")
+        if kw.get("precision", "fp32") not in PRECISIONS:
+            raise ValueError(f"precision is one of {', '.join(PRECISIONS)}, not {kw['precision']!r}")
+        if backend == "int8" and kw.get("precision", "fp32") != "fp32":
+            raise ValueError("the int8 backend runs in fp32 (--precision fp32)")
         tagger_dir = root / "tagger" if (root / "tagger").is_dir() else root
         stance_dir = Path(stance_path) if stance_path else (root / "stance" if (root / "stance").is_dir() else None)
         # windows as in training unless asked otherwise: the run's config travels with the model
@@ -240,14 +246,12 @@ class Tagger:
         if gate:
             if not (root / "gate").is_dir():
                 raise FileNotFoundError(f"no relevance gate at {root / 'gate'} (train one: diplotag train classifier --ship)")
-            trained = yaml.safe_load((root / "gate" / "diplotag_config.yaml").read_text())
-            kw.setdefault("gate_max_length", trained["max_length"])
+            trained = root / "gate" / "diplotag_config.yaml"  # absent from a plain Hugging Face classifier
+            kw.setdefault("gate_max_length", yaml.safe_load(trained.read_text())["max_length"] if trained.exists() else 128)
             kw["gate_model"] = load_model(root / "gate", AutoModelForSequenceClassification)
             kw["gate_tokenizer"] = AutoTokenizer.from_pretrained(root / "gate")
             if GATE_REJECTS not in kw["gate_model"].config.label2id:
                 raise ValueError(f"{root / 'gate'}: a gate classifier has a {GATE_REJECTS!r} class")
-        if backend == "int8" and kw.get("precision", "fp32") != "fp32":
-            raise ValueError("the int8 backend runs in fp32 (--precision fp32)")
         if backend == "int8":
             tagger, stance = (quantize_int8(m) if m is not None else None for m in (tagger, stance))
         elif backend != "torch":
@@ -333,17 +337,21 @@ class Tagger:
         label, stance, score, stance_scores and their text. With the gate, every record also has
         `gated` (true: off-topic, not tagged, no spans) and `gate_score` (its off-topic probability)."""
         records = [{"id": str(i), "text": x} if isinstance(x, str) else dict(x) for i, x in enumerate(items)]
+        for r in records:  # only this run's gate says what was gated (an input may be an earlier output)
+            r.pop("gated", None), r.pop("gate_score", None)
         tagged = records
         if self.gate_model is not None and records:  # off-topic documents keep their record, marked, with no statements
             for r, p in zip(records, self.gate_scores([r["text"] for r in records])):
-                r["gated"], r["gate_score"] = p >= self.gate_threshold, round(p, 4)
+                r["gate_score"] = round(p, 4)
+                r["gated"] = r["gate_score"] >= self.gate_threshold  # the score as written decides, as eval reads it
             tagged = [r for r in records if not r["gated"]]
         texts = [r["text"] for r in tagged]
         spans_per_doc = self.find_spans(texts) if texts else []
         # sentences only around the statements found, segmented once for the stance model and the holder ranker
         lines_before = max(self.context_sentences, 1)
+        needed = self.stance_model is not None or self.holder_ranker is not None
         bounds = [sentence_bounds(t, near=[(s["start"], s["end"]) for s in spans], lines_before=lines_before)
-                  if spans else [] for t, spans in zip(texts, spans_per_doc)]
+                  if spans and needed else [] for t, spans in zip(texts, spans_per_doc)]
         self.predict_stance(texts, spans_per_doc, bounds)
         if self.holder_ranker is not None:  # after stance: a neutral statement is mostly nobody's
             self.holder_ranker.predict(texts, spans_per_doc, bounds)

@@ -10,6 +10,7 @@ TEXT = "Beijing’s opposition to the re-armed fleet was clear."
 
 @pytest.mark.parametrize("start,end,expected", [
     (8, 20, "opposition"),             # the possessive "s" the tokenizer split off after a curly apostrophe
+    (7, 20, "opposition"),             # … or its apostrophe
     (0, 5, "Beijing’s"),               # an end inside a word moves on to its last character
     (13, 20, "opposition"),            # a start inside a word moves back to its first
     (31, 36, "re-armed"),              # a hyphen joins the word

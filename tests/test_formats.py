@@ -250,7 +250,8 @@ def test_datasets_map_adds_each_rows_statements(tiny_models):
     fn = DatasetTagger(tagger)
     tagged = ds.map(fn, batched=True, batch_size=4)  # as a plain map function
     want = tagger.tag([t for t in texts if t and t.strip()])
-    assert tagged.column_names == ["text", "n", "statements", "statements_error"]
+    assert tagged.column_names == ["text", "n", "statements", "statements_error", "statements_gated"]
+    assert set(tagged["statements_gated"]) == {None}  # no gate ran
     good = [r for r in tagged if r["statements_error"] is None]
     assert [r["n"] for r in good] == [0, 2, 4, 5]
     for row, rec in zip(good, want):

@@ -102,6 +102,18 @@ def test_gated_documents_keep_their_record_and_are_counted(gated_models, tmp_pat
     assert [json.loads(l)["gated"] for l in open(tmp_path / "out.jsonl")] == [True, True]
 
 
+def test_in_one_batch_the_gated_document_is_skipped_and_the_other_tagged_as_without_the_gate(gated_models):
+    from diplotag.model.tagger import Tagger
+
+    docs = [{"id": "a", "text": BEAT}, {"id": "b", "text": BEAT + " " + OFFSIDE}, {"id": "c", "text": BEAT, "gated": True}]
+    ungated = Tagger.from_pretrained(gated_models, device="cpu").tag(docs)
+    tagger = Tagger.from_pretrained(gated_models, device="cpu", gate=True)
+    tagger.gate_scores = lambda texts: [0.9 if OFFSIDE in t else 0.1 for t in texts]  # the plumbing, not the model
+    out = tagger.tag(docs)
+    assert [r["gated"] for r in out] == [False, True, False]  # the input's own "gated" is not kept
+    assert [r["spans"] for r in out] == [ungated[0]["spans"], [], ungated[2]["spans"]] and ungated[1]["spans"]
+
+
 def test_parquet_rows_say_which_documents_the_gate_skipped(gated_models, tmp_path):
     import pyarrow.parquet as pq
 
@@ -155,3 +167,24 @@ def test_the_eval_applies_the_gate_after_the_fact():
     assert (summary["statement_documents"], summary["statement_documents_passed"], summary["recall"]) == (2, 1, 0.5)
     assert summary["no_statement_documents_passed"] == 1
     assert [len(p["spans"]) for p in gated] == [1, 0, 0] and [p["gated"] for p in gated] == [False, True, False]
+
+
+def test_a_parquet_file_from_before_the_gate_columns_resumes(gated_models, tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from diplotag.model.batch import GATE_COLUMNS, parquet_schema, record_rows, run_parquet_job, stance_labels
+    from diplotag.model.tagger import Tagger
+
+    tagger = Tagger.from_pretrained(gated_models, device="cpu")
+    labels = stance_labels(tagger)
+    old = pa.schema([f for f in parquet_schema("documents", labels) if f.name not in GATE_COLUMNS])
+    first = tagger.tag([{"id": "a", "text": BEAT}])[0]
+    rows = [{k: v for k, v in row.items() if k not in GATE_COLUMNS} for row in record_rows(first, "documents", labels)]
+    out = tmp_path / "out.parquet"
+    pq.write_table(pa.Table.from_pylist(rows, schema=old), out)
+    docs = [{"id": "a", "text": BEAT}, {"id": "b", "text": OFFSIDE}]
+    run_parquet_job(tagger, iter(docs), out, resume=True, progress=False)
+    table = pq.read_table(out)
+    assert table.column_names[-4:] == [*GATE_COLUMNS, "error", "source"]
+    assert table.column("id").to_pylist() == ["a", "b"] and table.column("gated").to_pylist() == [None, None]

@@ -22,6 +22,25 @@ def test_gazetteer_matches_whole_words_only():
     assert gazetteer().mentions("Usually the USSR-era ships") == []
 
 
+def test_places_named_after_an_actor_name_nobody_and_firms_name_their_state():
+    text = "Patrols in the South China Sea angered Beijing; KAI will deliver the jets."
+    assert [name for _, _, name in gazetteer().mentions(text)] == ["China", "South Korea"]
+
+
+def test_a_first_person_answer_is_the_document_voice_not_the_actor_it_names():
+    """In a transcript, "We urge the U.S. to …" is held by the speaker's state (the document's
+    first-named actor), and the U.S. right after "urge" is its object."""
+    from diplotag.model.holder import FEATURES
+
+    text = "China's Foreign Ministry, regular press conference\nMAO NING: We urge the U.S. to stop arming Taiwan."
+    start = text.index("stop")
+    span = {"start": start, "end": len(text) - 1, "label": "EQUIPMENT_TRANSFER", "stance": "oppose"}
+    names, rows = candidate_features(text, span, gazetteer().mentions(text), [(0, 50), (51, len(text))])
+    china, us = rows[names.index("China")], rows[names.index("United States")]
+    assert china[FEATURES.index("first_person_issuer")] == 1 and us[FEATURES.index("first_person_issuer")] == 0
+    assert us[FEATURES.index("object_of_verb")] == 1 and china[FEATURES.index("object_of_verb")] == 0
+
+
 def _ranker():
     # a hand-set ranker: the speaker after the statement, else the subject before it; neutral → none
     weights = {"same_sentence_before": 1.0, "nearest_before": 1.0, "speaker_after": 3.0, "none_bias": 0.5,

@@ -31,7 +31,13 @@ def load_split(cfg: TrainConfig, path: Path, label_key: str) -> list[dict]:
     if unknown:
         listed = ", ".join(f"{k!r} (first in {v})" for k, v in unknown.items())
         raise ValueError(f"{path}: {label_key}s not in the config's labels {cfg.labels}: {listed}")
-    return records[: cfg.max_train_docs] if cfg.max_train_docs and path == cfg.train_file else records
+    if cfg.max_train_docs and path == cfg.train_file:
+        if cfg.task == "classifier":  # classes come in blocks (data/gate: the corpus, then off-topic)
+            import random
+
+            records = random.Random(cfg.seed).sample(records, len(records))
+        return records[: cfg.max_train_docs]
+    return records
 
 
 def check_before_training(cfg: TrainConfig) -> None:
