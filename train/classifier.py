@@ -8,11 +8,9 @@ import time
 import numpy as np
 from datasets import Dataset
 from sklearn.metrics import accuracy_score, classification_report, f1_score, recall_score
-from transformers import (AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding, Trainer,
-                          set_seed)
+from transformers import AutoModelForSequenceClassification, AutoTokenizer, set_seed
 
-from .common import (base_path, callbacks, load_split, resume_point, save_trained, train_tokens_per_second,
-                     training_arguments, with_lora)
+from .common import base_path, load_split, resume_point, train_sequence_classifier, training_arguments, with_lora
 from .config import TrainConfig
 
 
@@ -48,15 +46,8 @@ def train_classifier(cfg: TrainConfig, resume: bool = False):
                 "accuracy": accuracy_score(gold, best),
                 **{f"recall_{c}": float(r) for c, r in zip(cfg.labels, recalls)}}
 
-    trainer = Trainer(
-        model=model, args=args,
-        train_dataset=splits["train"], eval_dataset=splits["dev"], processing_class=tokenizer,
-        data_collator=DataCollatorWithPadding(tokenizer), compute_metrics=metrics, callbacks=callbacks(cfg),
-    )
-    run = trainer.train(resume_from_checkpoint=checkpoint)
-    dev = {k: v for k, v in trainer.evaluate().items() if k.startswith("eval_") and isinstance(v, float)}
-    card = (f"Training data: {len(splits['train'])} documents, read up to their first {cfg.max_length} tokens; "
-            f"dev: {len(splits['dev'])}.\n\n## Per-class dev scores\n\n```\n{reports['last']}```\n")
-    if trainer.is_world_process_zero():
-        save_trained(trainer, tokenizer, cfg, dev, started, card, train_tokens_per_second(run, splits["train"]))
-    return dev
+    def card():  # after the last evaluation, whose per-class report it shows
+        return (f"Training data: {len(splits['train'])} documents, read up to their first {cfg.max_length} tokens; "
+                f"dev: {len(splits['dev'])}.\n\n## Per-class dev scores\n\n```\n{reports['last']}```\n")
+
+    return train_sequence_classifier(cfg, args, model, tokenizer, splits, metrics, card, started, checkpoint)

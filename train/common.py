@@ -123,6 +123,25 @@ def callbacks(cfg: TrainConfig) -> list:
     return [EarlyStoppingCallback(cfg.early_stopping_patience)] if cfg.early_stopping_patience else []
 
 
+def train_sequence_classifier(cfg: TrainConfig, args, model, tokenizer, splits: dict, metrics, card, started: float,
+                              checkpoint) -> dict:
+    """What the stance model and the document classifier share: a `Trainer` over tokenized
+    `splits` (train, dev) padded per batch, the best checkpoint scored on dev, then saved with its
+    model card (`card()`, called after that last evaluation). Returns the dev metrics."""
+    from transformers import DataCollatorWithPadding, Trainer
+
+    trainer = Trainer(
+        model=model, args=args,
+        train_dataset=splits["train"], eval_dataset=splits["dev"], processing_class=tokenizer,
+        data_collator=DataCollatorWithPadding(tokenizer), compute_metrics=metrics, callbacks=callbacks(cfg),
+    )
+    run = trainer.train(resume_from_checkpoint=checkpoint)
+    dev = {k: v for k, v in trainer.evaluate().items() if k.startswith("eval_") and isinstance(v, float)}
+    if trainer.is_world_process_zero():
+        save_trained(trainer, tokenizer, cfg, dev, started, card(), train_tokens_per_second(run, splits["train"]))
+    return dev
+
+
 def with_lora(model, cfg: TrainConfig, task_type: str, head: str):
     """Full fine-tuning returns the model as it is (word embeddings frozen if the config says so);
     LoRA wraps it so that only low-rank adapters and the new head (`head`) train — a few MB to

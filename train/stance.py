@@ -10,14 +10,12 @@ import time
 import numpy as np
 from datasets import Dataset
 from sklearn.metrics import accuracy_score, f1_score
-from transformers import (AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding, Trainer,
-                          set_seed)
+from transformers import AutoModelForSequenceClassification, AutoTokenizer, set_seed
 
 from ..data.convert import word_tokens
 from ..data.sentences import sentence_bounds
 from ..model.stance import stance_inputs
-from .common import (base_path, callbacks, load_split, resume_point, save_trained, train_tokens_per_second,
-                     training_arguments, with_lora)
+from .common import base_path, load_split, resume_point, train_sequence_classifier, training_arguments, with_lora
 from .config import TrainConfig
 
 
@@ -80,15 +78,8 @@ def train_stance(cfg: TrainConfig, resume: bool = False):
         return {"macro_f1": f1_score(gold, best, average="macro", labels=list(id2label)),
                 "accuracy": accuracy_score(gold, best)}
 
-    trainer = Trainer(
-        model=model, args=args,
-        train_dataset=splits["train"], eval_dataset=splits["dev"], processing_class=tokenizer,
-        data_collator=DataCollatorWithPadding(tokenizer), compute_metrics=metrics, callbacks=callbacks(cfg),
-    )
-    run = trainer.train(resume_from_checkpoint=checkpoint)
-    dev = {k: v for k, v in trainer.evaluate().items() if k.startswith("eval_") and isinstance(v, float)}
-    card = (f"Training data: {len(splits['train'])} statements ({cfg.jitter_copies} jittered copies of each gold span, "
-            f"edges moved up to {cfg.boundary_jitter} words); dev: {len(splits['dev'])} gold statements.\n")
-    if trainer.is_world_process_zero():
-        save_trained(trainer, tokenizer, cfg, dev, started, card, train_tokens_per_second(run, splits["train"]))
-    return dev
+    def card():
+        return (f"Training data: {len(splits['train'])} statements ({cfg.jitter_copies} jittered copies of each gold "
+                f"span, edges moved up to {cfg.boundary_jitter} words); dev: {len(splits['dev'])} gold statements.\n")
+
+    return train_sequence_classifier(cfg, args, model, tokenizer, splits, metrics, card, started, checkpoint)
