@@ -260,7 +260,8 @@ def run_speed_bench(model="default", n_docs=300, sizes=(3, 30, 300), threads=2, 
     max_length, stride = trained["max_length"], trained["stride"]  # both systems window as in training
     tok = AutoTokenizer.from_pretrained(root / "tagger")
     docs = mixed_workload(n_docs, mix) if mix else workload(n_docs)
-    n_tokens = sum(len(x) for x in tok([d["text"] for d in docs], add_special_tokens=False)["input_ids"])
+    doc_tokens = [len(x) for x in tok([d["text"] for d in docs], add_special_tokens=False)["input_ids"]]
+    n_tokens = sum(doc_tokens)
     words = [len(d["text"].split()) for d in docs]
     gate = bool(mix)
     runs = {p: _in_fresh_process(_run_diplotag, model, docs, backend, threads, repeats, p, gate)
@@ -276,8 +277,7 @@ def run_speed_bench(model="default", n_docs=300, sizes=(3, 30, 300), threads=2, 
         scaling.append({"documents": n, "tokens": toks, "seconds": round(r["seconds"], 2),
                         "seconds_per_1k_tokens": round(1000 * r["seconds"] / toks, 4)})
     peak = matmul_peak_gflops(threads, precision)
-    tagged_tokens = sum(len(x) for x, g in zip(tok([d["text"] for d in docs], add_special_tokens=False)["input_ids"],
-                                                 ours["gated"]) if not g)
+    tagged_tokens = sum(n for n, gated in zip(doc_tokens, ours["gated"]) if not gated)
     achieved = model_flops_per_token(model) * tagged_tokens / ours["seconds"] / 1e9
 
     def system(r):
