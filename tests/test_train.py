@@ -142,8 +142,8 @@ def test_resume_after_interruption_mid_epoch(tmp_path, tiny_base, small_corpus):
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     checkpoints = tmp_path / "tagger" / "checkpoints"
 
-    def steps_saved():
-        return [int(p.name.split("-")[1]) for p in checkpoints.glob("checkpoint-*")]
+    def steps_saved():  # complete checkpoints only: a kill between the folder and its state would race
+        return [int(p.parent.name.split("-")[1]) for p in checkpoints.glob("checkpoint-*/trainer_state.json")]
 
     deadline = time.time() + 300
     while time.time() < deadline and max(steps_saved(), default=0) < 6:
