@@ -101,8 +101,14 @@ def _run_diplotag(model, docs, backend, threads, repeats, precision, gate, queue
         return [r for i in range(0, len(some), batch_docs) for r in tagger.tag(some[i:i + batch_docs])]
 
     seconds, records = best_of(tag, docs, repeats)
-    queue.put({"seconds": seconds, "peak_rss_mb": _peak_rss_mb(), "gated": [bool(r.get("gated")) for r in records],
-               "spans": [[(s["start"], s["end"], s["label"], s["stance"]) for s in r.get("spans", [])] for r in records]})
+    result = {"seconds": seconds, "peak_rss_mb": _peak_rss_mb(), "gated": [bool(r.get("gated")) for r in records],
+              "spans": [[(s["start"], s["end"], s["label"], s["stance"]) for s in r.get("spans", [])] for r in records]}
+    if gate:  # where a stream's time goes: the gate alone, and the tagger alone on what a perfect gate would pass
+        result["gate_seconds"] = best_of(lambda some: tagger.gate_scores([d["text"] for d in some]), docs, repeats)[0]
+        tagger.gate_model = None
+        beat = [d for d in docs if d.get("meta", {}).get("statements")]
+        result["statement_documents_seconds"] = best_of(tag, beat, repeats)[0] if beat else 0.0
+    queue.put(result)
 
 
 def pipeline_with_our_decoding(decoder):
@@ -308,6 +314,11 @@ def run_speed_bench(model="default", n_docs=300, sizes=(3, 30, 300), threads=2, 
             "statement_documents_passed": sum(not ours["gated"][i] for i in bearing),
             "offtopic_documents": sum(bool(d["meta"].get("offtopic")) for d in docs),
             "offtopic_gated": sum(ours["gated"][i] for i, d in enumerate(docs) if d["meta"].get("offtopic")),
+            "gate_seconds": round(ours["gate_seconds"], 2),
+            # the bound on the stream's speed-up of a gate that cost nothing and passed only these documents
+            "statement_documents_seconds": round(ours["statement_documents_seconds"], 2),
+            "speedup_bound": round(theirs["seconds"] / ours["statement_documents_seconds"], 2)
+            if ours["statement_documents_seconds"] else None,
             # on the documents the gate passes, both systems should find the same statements
             "agreement_on_passed": round(agreement([ours["spans"][i] for i in passed],
                                                    [theirs["spans"][i] for i in passed]), 4)}

@@ -32,13 +32,17 @@ def score_system(gold, pred, stance_on_gold=None, labels=LABELS, holder_on_gold=
     return out
 
 
-def model_predictions(model_dir, gold, **kw):
+def load_tagger(model_dir, **kw):
+    """The models to evaluate. The gate, where the model has one, scores every document but skips
+    none (a threshold above 1): `gate_results` applies it afterwards, so that one run gives the
+    scores with and without it."""
     from ..model.tagger import Tagger
 
-    # the gate, where the model has one, scores every document but skips none (a threshold above 1):
-    # `gate_results` applies it afterwards, so that one run gives the scores with and without it
     root = DEFAULT_MODELS if str(model_dir) == "default" else Path(model_dir)
-    tagger = Tagger.from_pretrained(model_dir, gate=(root / "gate").is_dir(), gate_threshold=2.0, **kw)
+    return Tagger.from_pretrained(model_dir, gate=(root / "gate").is_dir(), gate_threshold=2.0, **kw)
+
+
+def model_predictions(tagger, gold):
     pred = tagger.tag([{"id": r["id"], "text": r["text"]} for r in gold])
     if tagger.stance_model is None:  # a tagger alone: no stance on gold spans to score
         return pred, None, None
@@ -69,15 +73,13 @@ def gate_results(gold, pred, threshold=GATE_THRESHOLD) -> tuple[dict, list[dict]
     return summary, [dict(p, spans=[] if g else p["spans"], gated=g) for p, g in zip(pred, gated)]
 
 
-def offtopic_rejection(model_dir, path, threshold=GATE_THRESHOLD, **kw) -> dict:
+def offtopic_rejection(tagger, path, threshold=GATE_THRESHOLD) -> dict:
     """The gate on labelled texts (data/gate/test.jsonl: test documents and held-out off-topic
     articles): the share of each class it passes."""
     from ..data.build import OFFTOPIC
     from ..data.convert import read_labelled_texts
-    from ..model.tagger import Tagger
 
     records = read_labelled_texts(path)
-    tagger = Tagger.from_pretrained(model_dir, gate=True, **kw)
     scores = tagger.gate_scores([r["text"] for r in records])
     out = {"file": str(path), "threshold": threshold}
     for cls in sorted({r["label"] for r in records}):
@@ -218,14 +220,15 @@ def run_eval(data_file, out_dir, model_dir=None, pred_file=None, train_file=None
     gold = load_corpus(data_file)
     systems, first_pred, gate = {}, None, None
     if model_dir:
-        pred, stance, holders = model_predictions(model_dir, gold, **model_kw)
+        tagger = load_tagger(model_dir, **model_kw)
+        pred, stance, holders = model_predictions(tagger, gold)
         systems["diplotag"] = score_system(gold, pred, stance, holder_on_gold=holders)
         first_pred = pred
         if all("gate_score" in p for p in pred):
             gate, gated_pred = gate_results(gold, pred)
             systems["diplotag with the gate"] = score_system(gold, gated_pred)
             if gate_file:
-                gate["labelled_texts"] = offtopic_rejection(model_dir, gate_file, **model_kw)
+                gate["labelled_texts"] = offtopic_rejection(tagger, gate_file)
     if pred_file:
         by_id = {r["id"]: r for r in load_corpus(pred_file, require_stance=False)}
         missing = [r["id"] for r in gold if r["id"] not in by_id]

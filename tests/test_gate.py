@@ -55,6 +55,27 @@ def test_a_classifier_trains_from_tsv_into_a_standard_folder(tmp_path, tiny_base
     assert "Per-class dev scores" in (out / "README.md").read_text()
 
 
+def test_a_shallower_classifier_keeps_the_first_layers_of_its_base_in_both_its_forms(tmp_path, tiny_base, small_corpus):
+    """`encoder_layers: 1` of the two-layer tiny base: the merged model and the shipped adapter
+    both load (as `tag --gate` loads them) with one layer, the base's first."""
+    import torch
+    from transformers import AutoModel, AutoModelForSequenceClassification
+
+    from diplotag.model.tagger import load_model
+
+    train, dev = labelled_files(tmp_path)
+    path = tiny_config(tmp_path, tiny_base, small_corpus, task="gate", train_file=str(train), dev_file=str(dev),
+                       max_length=32, encoder_layers=1, lora={"r": 4, "alpha": 8, "dropout": 0.0,
+                                                                "target_modules": ["query", "value"]})
+    assert main(["train", "classifier", "--config", str(path)]) == 0
+    out = tmp_path / "gate"
+    for folder in (out, out / "adapter"):
+        model = load_model(folder, AutoModelForSequenceClassification)
+        assert model.config.num_hidden_layers == 1 and len(model.bert.encoder.layer) == 1
+    base_layer = AutoModel.from_pretrained(tiny_base).encoder.layer[0].intermediate.dense.weight
+    assert torch.equal(model.bert.encoder.layer[0].intermediate.dense.weight, base_layer)  # not a LoRA target
+
+
 def test_a_class_missing_from_the_config_is_refused_before_training(tmp_path, tiny_base, small_corpus, capsys):
     train, dev = labelled_files(tmp_path, extra_label="weather")
     path = tiny_config(tmp_path, tiny_base, small_corpus, task="gate", train_file=str(train), dev_file=str(dev))
@@ -137,8 +158,16 @@ def test_a_model_without_a_gate_says_so(tiny_models):
 def test_bf16_inference_runs_and_bad_precisions_are_refused(tiny_models):
     from diplotag.model.tagger import Tagger
 
-    records = Tagger.from_pretrained(tiny_models, device="cpu", precision="bf16").tag([BEAT])
-    assert records[0]["spans"] and all(0 <= s["score"] <= 1 for s in records[0]["spans"])
+    import torch
+
+    dtypes = {}
+    for precision in ("bf16", "fp32"):  # bf16: the matrix multiplies (the heads' among them); fp32 weights either way
+        tagger = Tagger.from_pretrained(tiny_models, device="cpu", precision=precision)
+        tagger.model.classifier.register_forward_hook(lambda m, i, out, p=precision: dtypes.update({p: out.dtype}))
+        records = tagger.tag([BEAT])
+        assert records[0]["spans"] and all(0 <= s["score"] <= 1 for s in records[0]["spans"])
+        assert tagger.model.classifier.weight.dtype == torch.float32
+    assert dtypes == {"bf16": torch.bfloat16, "fp32": torch.float32}
     with pytest.raises(ValueError, match="precision is one of fp32, bf16"):
         Tagger.from_pretrained(tiny_models, device="cpu", precision="fp16")
     with pytest.raises(ValueError, match="int8 backend runs in fp32"):
@@ -154,6 +183,20 @@ def test_the_mixed_stream_holds_the_share_of_test_documents_asked_for():
     assert mixed_workload(50, 0.1) == docs  # seeded
     with pytest.raises(ValueError, match="needs"):
         mixed_workload(100_000, 0.1)
+
+
+def test_the_stream_bench_says_where_the_time_goes(gated_models):
+    """`bench speed --mix`: the gate's own time, and the tagger's on the stream's statement-bearing
+    documents alone, whose ratio to the pipeline bounds what any gate could reach."""
+    from diplotag.eval.bench import run_speed_bench
+    from diplotag.eval.readme import speed_table
+
+    r = run_speed_bench(str(gated_models), n_docs=4, mix=0.5, repeats=1)
+    g = r["gate"]
+    assert g["statement_documents_passed"] == 0 and g["offtopic_gated"] == g["offtopic_documents"] == 2  # it rejects all
+    assert 0 < g["gate_seconds"] <= r["diplotag"]["seconds"] and g["statement_documents_seconds"] > 0
+    assert g["speedup_bound"] == pytest.approx(r["pipeline"]["seconds"] / g["statement_documents_seconds"], rel=0.1)  # of rounded times
+    assert any("even a gate that cost nothing" in line for line in speed_table(r))
 
 
 def test_the_eval_applies_the_gate_after_the_fact():

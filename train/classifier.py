@@ -10,7 +10,7 @@ from datasets import Dataset
 from sklearn.metrics import accuracy_score, classification_report, f1_score, recall_score
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, set_seed
 
-from .common import base_path, load_split, resume_point, train_sequence_classifier, training_arguments, with_lora
+from .common import base_path, load_base, load_split, resume_point, train_sequence_classifier, training_arguments, with_lora
 from .config import TrainConfig
 
 
@@ -31,8 +31,8 @@ def train_classifier(cfg: TrainConfig, resume: bool = False):
                 lambda b: tokenizer(b["text"], truncation=True, max_length=cfg.max_length), batched=True,
                 remove_columns=["text"])
 
-    model = AutoModelForSequenceClassification.from_pretrained(base, num_labels=len(cfg.labels), id2label=id2label,
-                                                               label2id=label2id)
+    model = load_base(AutoModelForSequenceClassification, cfg, num_labels=len(cfg.labels), id2label=id2label,
+                      label2id=label2id)
     model = with_lora(model, cfg, "SEQ_CLS", head="classifier")
     reports = {}
 

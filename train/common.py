@@ -53,6 +53,8 @@ def check_before_training(cfg: TrainConfig) -> None:
         usable = limit - (base.pad_token_id + 1 if roberta_like else 0) if limit else None
         if usable and cfg.max_length > usable:
             raise ValueError(f"max_length {cfg.max_length} is more than {cfg.base_model} has positions for ({usable})")
+        if cfg.encoder_layers and cfg.encoder_layers > base.num_hidden_layers:
+            raise ValueError(f"encoder_layers {cfg.encoder_layers} is more than {cfg.base_model} has ({base.num_hidden_layers})")
     for path in (cfg.train_file, cfg.dev_file):
         load_split(cfg, path, "stance" if cfg.task == "stance" else "label")
 
@@ -332,3 +334,11 @@ def ship_as_default(run_dir: Path, dest: Path) -> None:
 
 def base_path(cfg: TrainConfig) -> str:
     return resolve_base(cfg.base_model)
+
+
+def load_base(auto_cls, cfg: TrainConfig, **head):
+    """The base model with a new head (`head`: num_labels, id2label, label2id); with
+    `encoder_layers`, only its first N layers (the config saved with the model says so, and
+    loading it takes the same N layers)."""
+    layers = {"num_hidden_layers": cfg.encoder_layers} if cfg.encoder_layers else {}
+    return auto_cls.from_pretrained(base_path(cfg), **head, **layers)

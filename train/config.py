@@ -38,6 +38,9 @@ class TrainConfig(BaseModel):
     # full fine-tuning: the word-embedding matrix (half of MiniLM-L6) stays as in the base, so the
     # shipped form stores only the rest (in bf16) and takes the embeddings from the base package
     freeze_word_embeddings: bool = False
+    # keep only the base's first N layers: a shallower encoder, N/L of the cost (the relevance gate
+    # reads a document's lead, where a few layers tell the beat from sport or business)
+    encoder_layers: int | None = Field(None, gt=0)
     max_length: int = Field(256, ge=16)
     stride: int = Field(64, ge=0)                      # tagger: token overlap between windows
     label_all_subtokens: bool = False                  # tagger: run_ner.py's --label_all_tokens

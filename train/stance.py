@@ -15,7 +15,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer, set_
 from ..data.convert import word_tokens
 from ..data.sentences import sentence_bounds
 from ..model.stance import stance_inputs
-from .common import base_path, load_split, resume_point, train_sequence_classifier, training_arguments, with_lora
+from .common import base_path, load_base, load_split, resume_point, train_sequence_classifier, training_arguments, with_lora
 from .config import TrainConfig
 
 
@@ -68,8 +68,8 @@ def train_stance(cfg: TrainConfig, resume: bool = False):
             rows = stance_examples(load_split(cfg, path, "stance"), cfg, label2id, jitter)
             splits[name] = Dataset.from_list(rows).map(tokenize, batched=True, remove_columns=["first", "second"])
 
-    model = AutoModelForSequenceClassification.from_pretrained(base, num_labels=len(cfg.labels), id2label=id2label,
-                                                               label2id=label2id)
+    model = load_base(AutoModelForSequenceClassification, cfg, num_labels=len(cfg.labels), id2label=id2label,
+                      label2id=label2id)
     model = with_lora(model, cfg, "SEQ_CLS", head="classifier")
 
     def metrics(pred):

@@ -20,7 +20,7 @@ from ..data.align import (ALIGN_VERSION, IGNORE, bio_labels, char_spans_to_bio, 
                           special_tokens_template, window_features)
 from ..data.spans import match_spans, overlaps, prf
 from ..model.tagger import decode_document
-from .common import (base_path, callbacks, load_split, optimizer_with_head_rate, resume_point, save_trained,
+from .common import (base_path, callbacks, load_base, load_split, optimizer_with_head_rate, resume_point, save_trained,
                      train_tokens_per_second, training_arguments, with_lora)
 from .config import TrainConfig
 
@@ -114,8 +114,7 @@ def train_tagger(cfg: TrainConfig, resume: bool = False):
         train_ds = tokenize_split(train_records, tokenizer, cfg, label2id, cfg.stride, cache)
         dev_ds = tokenize_split(dev_records, tokenizer, cfg, label2id, 0, cache)  # no overlap: each token scored once
 
-    model = AutoModelForTokenClassification.from_pretrained(base, num_labels=len(tags), id2label=id2label,
-                                                            label2id=label2id)
+    model = load_base(AutoModelForTokenClassification, cfg, num_labels=len(tags), id2label=id2label, label2id=label2id)
     weights = class_weights(train_ds, len(tags)) if cfg.class_weighting == "sqrt_inverse" else None
     if weights is not None:  # saved with the model: inference divides them back out of the probabilities
         model.config.diplotag_class_weights = [round(float(w), 6) for w in weights]
