@@ -178,10 +178,10 @@ class Tagger:
         if precision not in PRECISIONS:
             raise ValueError(f"precision is one of {', '.join(PRECISIONS)}, not {precision!r}")
         # bf16 matrix multiplies under autocast: on a CPU with AVX-512 BF16 or AMX, or a GPU, about
-        # twice the fp32 speed, with a statement in a hundred or so decided differently
+        # twice the fp32 speed, with two or three statements in a hundred decided differently
         # (eval/results/bench.json). The weights, the residual stream and the layer norms stay fp32:
-        # casting the whole model to bf16 was slower and changed more answers (on the speed bench's 40
-        # articles, 97.1% of statements as in fp32, against 97.6%). fp32 reproduces the trained model exactly.
+        # casting the whole model to bf16 was slower and changed more answers (a one-off comparison on
+        # the speed bench's 40 articles: 97.1% of statements as in fp32, against 97.6%). fp32 reproduces the trained model exactly.
         self.precision = precision
         place = lambda m: m.eval().to(device=device) if m is not None else None
         self.model, self.tokenizer = place(tagger_model), tagger_tokenizer
@@ -216,7 +216,7 @@ class Tagger:
         (what `diplotag train all` writes under runs/), or a tagger folder alone (then stance only
         with `stance_path`). `backend="int8"` quantizes the linear layers dynamically (CPU).
         `gate=True` loads the relevance gate from the folder's `gate/`; `precision="bf16"` runs
-        every model in bf16."""
+        every model's matrix multiplies in bf16 (autocast)."""
         root = DEFAULT_MODELS if path == "default" else Path(path)
         if not root.exists():
             raise FileNotFoundError(f"no model folder at {root}")
