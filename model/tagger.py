@@ -181,7 +181,8 @@ class Tagger:
         # twice the fp32 speed, with two or three statements in a hundred decided differently
         # (eval/results/bench.json). The weights, the residual stream and the layer norms stay fp32:
         # casting the whole model to bf16 was slower and changed more answers (a one-off comparison on
-        # the speed bench's 40 articles: 97.1% of statements as in fp32, against 97.6%). fp32 reproduces the trained model exactly.
+        # the speed bench's 40 articles: 97.1% of statements as in fp32, against 97.6%). fp32
+        # reproduces the trained model exactly.
         self.precision = precision
         place = lambda m: m.eval().to(device=device) if m is not None else None
         self.model, self.tokenizer = place(tagger_model), tagger_tokenizer
