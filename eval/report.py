@@ -52,7 +52,7 @@ def model_predictions(tagger, gold):
     probs = [[s["stance_scores"][k] for k in metrics.STANCES] for doc in spans for s in doc]
     holders = None
     if tagger.holder_ranker is not None:  # gold spans, the model's own stance, as in `diplotag tag`
-        tagger.holder_ranker.predict([r["text"] for r in gold], spans)
+        tagger.predict_holders([r["text"] for r in gold], spans)
         has_holder = [[bool(s.get("holder")) for s in r["spans"]] for r in gold]
         holders = ([s["holder"] for doc, keep in zip(spans, has_holder) for s, k in zip(doc, keep) if k],
                    nearest_actor_holders(gold))

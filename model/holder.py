@@ -7,6 +7,12 @@ the document names it, the actor a pronoun subject ("It warned …") points back
 own voice for "We urge …" — and the statement's stance and setting (a neutral statement, or advice
 in an opinion piece, is mostly nobody's).
 
+Where the ranker ships a cross-encoder (`reranker/`, trained by `diplotag train holder` with
+`rerank_top`), it re-scores the ranker's top candidates: it reads the candidate's name beside the
+statement marked « » in its context, with that candidate's mentions marked [ ] (entity markers
+as in relation extraction), and says whether the candidate holds the statement; its log-odds,
+weighted as fitted on dev, are added to the ranker's score.
+
 The baseline it is measured against is the nearest actor mention before the statement.
 """
 import json
@@ -19,6 +25,7 @@ import numpy as np
 
 from ..data.markup import HOLDERS_FILE, NO_HOLDER, load_gazetteer
 from ..data.sentences import sentence_bounds, sentence_of
+from .stance import marked_context
 
 REPORTING = re.compile(r"\b(said|says|told|stated|announced|added|warned|insisted|noted|stressed|wrote|posted|"
                        r"according to|spokes(?:man|woman|person))\b", re.IGNORECASE)
@@ -159,21 +166,38 @@ def nearest_preceding_actor(text: str, span: dict, mentions) -> str:
     return before[-1] if before else NO_HOLDER
 
 
-class HolderRanker:
-    """A linear scorer over `FEATURES`; softmax over a statement's candidates gives the score."""
+RERANKER_DIR = "reranker"  # the cross-encoder's folder inside the holder model's
+HOLDS = "holder"            # the cross-encoder's class for "this candidate holds the statement"
 
-    def __init__(self, weights: dict, bias: float = 0.0, gazetteer_path: str = str(HOLDERS_FILE)):
+
+def rerank_input(text: str, bounds, span: dict, name: str, mentions, context_sentences=1) -> tuple[str, str]:
+    """What the cross-encoder reads for one (statement, candidate): the candidate in words, then
+    the statement marked « » in its context with the candidate's own mentions marked [ ]."""
+    marks = [(s, e) for s, e, n in mentions if n == name]
+    return ("nobody" if name == NO_HOLDER else name), marked_context(text, bounds, span["start"], span["end"],
+                                                                     context_sentences, also=marks)
+
+
+class HolderRanker:
+    """A linear scorer over `FEATURES`; softmax over a statement's candidates gives the score.
+    With `rerank_top`, only its top candidates stay, their scores raised by `rerank_weight` times
+    the cross-encoder's log-odds that each holds the statement."""
+
+    def __init__(self, weights: dict, bias: float = 0.0, gazetteer_path: str = str(HOLDERS_FILE),
+                 rerank_top: int = 0, rerank_weight: float = 1.0):
         self.w = np.asarray([weights[f] for f in FEATURES], dtype=np.float32)
         self.bias, self.gazetteer = bias, gazetteer(gazetteer_path)
+        self.rerank_top, self.rerank_weight = rerank_top, rerank_weight
 
     @classmethod
     def from_pretrained(cls, path) -> "HolderRanker":
         saved = json.loads((Path(path) / "holder_ranker.json").read_text())
-        return cls(saved["weights"], saved["bias"])
+        return cls(saved["weights"], saved["bias"], rerank_top=saved.get("rerank_top", 0),
+                   rerank_weight=saved.get("rerank_weight", 1.0))
 
-    def predict(self, texts: list[str], spans_per_doc: list[list[dict]], bounds_per_doc=None) -> None:
-        """Add `holder` and `holder_score` to every span, in place. `bounds_per_doc`: each text's
-        sentences around its spans (and one line before), where the caller has them."""
+    def candidates(self, texts, spans_per_doc, bounds_per_doc=None, top_n=0):
+        """Per statement: (span, candidate names, ranker scores, the pairs the cross-encoder reads
+        for the ranker's `top_n` candidates, their indices)."""
         for text, spans, bounds in zip(texts, spans_per_doc, bounds_per_doc or [None] * len(texts)):
             if not spans:
                 continue
@@ -183,6 +207,23 @@ class HolderRanker:
             for s in spans:
                 names, rows = candidate_features(text, s, mentions, bounds)
                 logits = rows @ self.w + self.bias
-                p = np.exp(logits - logits.max())
-                p /= p.sum()
-                s["holder"], s["holder_score"] = names[int(p.argmax())], round(float(p.max()), 4)
+                top = np.argsort(-logits, kind="stable")[:top_n]
+                yield s, names, logits, [rerank_input(text, bounds, s, names[i], mentions) for i in top], top
+
+    def predict(self, texts: list[str], spans_per_doc: list[list[dict]], bounds_per_doc=None, pair_probs=None) -> None:
+        """Add `holder` and `holder_score` to every span, in place. `bounds_per_doc`: each text's
+        sentences around its spans (and one line before), where the caller has them. `pair_probs`:
+        the cross-encoder, (candidate, context) pairs → the probability that each candidate holds
+        its statement; without it (or `rerank_top`), the ranker decides alone."""
+        rerank = pair_probs is not None and self.rerank_top > 0
+        found = list(self.candidates(texts, spans_per_doc, bounds_per_doc, self.rerank_top if rerank else 0))
+        probs = iter(pair_probs([p for *_, pairs, _ in found for p in pairs]) if rerank and found else [])
+        for s, names, logits, pairs, top in found:
+            if rerank:
+                p = np.clip(np.fromiter((next(probs) for _ in pairs), dtype=np.float64, count=len(pairs)), 1e-6, 1 - 1e-6)
+                kept = np.full(len(names), -np.inf)
+                kept[top] = logits[top] + self.rerank_weight * np.log(p / (1 - p))
+                logits = kept
+            p = np.exp(logits - logits.max())
+            p /= p.sum()
+            s["holder"], s["holder_score"] = names[int(p.argmax())], round(float(p.max()), 4)

@@ -13,14 +13,26 @@ def label_words(label: str) -> str:
     return label.lower().replace("_", " ")
 
 
-def stance_input(text: str, bounds, start: int, end: int, label: str, context_sentences=1) -> tuple[str, str]:
-    """(label in words, marked context) for one statement text[start:end]."""
+def marked_context(text: str, bounds, start: int, end: int, context_sentences=1, also=(), also_marks=("[", "]")) -> str:
+    """The statement text[start:end] marked by « » in its sentence and the `context_sentences`
+    before it; the (start, end) ranges in `also` that fall inside it are marked by `also_marks`."""
     a, b = sentence_of(bounds, start, end) if bounds else (0, len(text))
     first = next((i for i, (s, _) in enumerate(bounds) if s == a), 0)
     a = bounds[max(0, first - context_sentences)][0] if bounds else a
     a, b = max(a, start - CONTEXT_CHARS), min(b, end + CONTEXT_CHARS)
-    context = f"{text[a:start]}{MARK_OPEN} {text[start:end]} {MARK_CLOSE}{text[end:b]}"
-    return label_words(label), " ".join(context.split())
+    inserts = sorted([(start, 1, f"{MARK_OPEN} "), (end, 0, f" {MARK_CLOSE}")]
+                     + [m for s, e in also if a <= s and e <= b
+                        for m in ((s, 2, f"{also_marks[0]} "), (e, -1, f" {also_marks[1]}"))])
+    pieces, at = [], a
+    for pos, _, mark in inserts:
+        pieces += [text[at:pos], mark]
+        at = pos
+    return " ".join(("".join(pieces) + text[at:b]).split())
+
+
+def stance_input(text: str, bounds, start: int, end: int, label: str, context_sentences=1) -> tuple[str, str]:
+    """(label in words, marked context) for one statement text[start:end]."""
+    return label_words(label), marked_context(text, bounds, start, end, context_sentences)
 
 
 def stance_inputs(text: str, spans, context_sentences=1, bounds=None) -> list[tuple[str, str]]:

@@ -20,6 +20,7 @@ from transformers import AutoConfig, AutoModelForSequenceClassification, AutoMod
 from ..data.align import bio_to_char_spans, encode_documents, merge_window_probs, special_tokens_template, window_features
 from .base import DEFAULT_MODELS, resolve_base
 from ..data.sentences import sentence_bounds
+from .holder import HOLDS, RERANKER_DIR, HolderRanker
 from .stance import stance_inputs
 
 
@@ -174,7 +175,8 @@ class Tagger:
     def __init__(self, tagger_model, tagger_tokenizer, stance_model=None, stance_tokenizer=None, *,
                  max_length=512, stride=128, batch_size=8, stance_batch_size=32, stance_max_length=160, context_sentences=1,
                  min_words=1, device="cpu", holder_ranker=None, calibrated=True, min_score=0.0, precision="fp32",
-                 gate_model=None, gate_tokenizer=None, gate_max_length=128, gate_threshold=GATE_THRESHOLD):
+                 gate_model=None, gate_tokenizer=None, gate_max_length=128, gate_threshold=GATE_THRESHOLD,
+                 holder_reranker=None, holder_reranker_tokenizer=None, holder_reranker_max_length=128):
         if precision not in PRECISIONS:
             raise ValueError(f"precision is one of {', '.join(PRECISIONS)}, not {precision!r}")
         # bf16 matrix multiplies under autocast: on a CPU with AVX-512 BF16 or AMX, or a GPU, about
@@ -191,6 +193,9 @@ class Tagger:
         self.gate_model, self.gate_tokenizer = place(gate_model), gate_tokenizer
         self.gate_max_length, self.gate_threshold = gate_max_length, gate_threshold
         self.holder_ranker = holder_ranker
+        # the holder ranker's cross-encoder, where it has one (model/holder.py)
+        self.holder_reranker, self.holder_reranker_tokenizer = place(holder_reranker), holder_reranker_tokenizer
+        self.holder_reranker_max_length = holder_reranker_max_length
         # scores fitted to mean "probability this is right" on dev; `min_score` drops statements below it
         self.span_platt = getattr(tagger_model.config, SPAN_CALIBRATION, None) if calibrated else None
         self.stance_temperature = (getattr(stance_model.config, STANCE_TEMPERATURE, None)
@@ -243,9 +248,12 @@ class Tagger:
         stance = load_model(stance_dir, AutoModelForSequenceClassification) if stance_dir else None
         stance_tokenizer = AutoTokenizer.from_pretrained(stance_dir) if stance_dir else None
         if (root / "holder" / "holder_ranker.json").exists():
-            from .holder import HolderRanker
-
             kw.setdefault("holder_ranker", HolderRanker.from_pretrained(root / "holder"))
+            reranker = root / "holder" / RERANKER_DIR
+            if reranker.is_dir() and "holder_reranker" not in kw:
+                kw["holder_reranker"] = load_model(reranker, AutoModelForSequenceClassification)
+                kw["holder_reranker_tokenizer"] = AutoTokenizer.from_pretrained(reranker)
+                kw["holder_reranker_max_length"] = yaml.safe_load((reranker / "diplotag_config.yaml").read_text())["max_length"]
         if gate:
             if not (root / "gate").is_dir():
                 raise FileNotFoundError(f"no relevance gate at {root / 'gate'} (train one: diplotag train classifier --ship)")
@@ -323,11 +331,7 @@ class Tagger:
             where += spans
         if not pairs:
             return
-        enc = self.stance_tokenizer([a for a, _ in pairs], [b for _, b in pairs], truncation="only_second",
-                                    max_length=self.stance_max_length)
-        types = enc.get("token_type_ids")
-        probs = self._run(self.stance_model, enc["input_ids"], self.stance_tokenizer.pad_token_id, types,
-                          self.stance_batch_size)
+        probs = self._pair_probs(self.stance_model, self.stance_tokenizer, pairs, self.stance_max_length)
         names = {int(k): v for k, v in self.stance_model.config.id2label.items()}
         for s, p in zip(where, probs):
             if self.stance_temperature:  # softmax(logits / T), from the probabilities
@@ -335,6 +339,23 @@ class Tagger:
                 p = p / p.sum()
             s["stance"] = names[int(p.argmax())]
             s["stance_scores"] = {names[i]: round(float(x), 4) for i, x in enumerate(p)}
+
+    def _pair_probs(self, model, tokenizer, pairs: list[tuple[str, str]], max_length: int) -> list[np.ndarray]:
+        """A sequence-pair classifier's softmax for each (first, second) pair, the second truncated."""
+        enc = tokenizer([a for a, _ in pairs], [b for _, b in pairs], truncation="only_second", max_length=max_length)
+        return self._run(model, enc["input_ids"], tokenizer.pad_token_id, enc.get("token_type_ids"), self.stance_batch_size)
+
+    def predict_holders(self, texts: list[str], spans_per_doc: list[list[dict]], bounds_per_doc=None) -> None:
+        """Add `holder` and `holder_score` to every span, in place (after its stance: a neutral
+        statement is mostly nobody's); the cross-encoder re-scores the ranker's top candidates."""
+        if self.holder_ranker is None:
+            return
+        pair_probs = None
+        if self.holder_reranker is not None:
+            holds = self.holder_reranker.config.label2id[HOLDS]
+            pair_probs = lambda pairs: [float(p[holds]) for p in self._pair_probs(
+                self.holder_reranker, self.holder_reranker_tokenizer, pairs, self.holder_reranker_max_length)]
+        self.holder_ranker.predict(texts, spans_per_doc, bounds_per_doc, pair_probs)
 
     def tag(self, items) -> list[dict]:
         """Tag texts or records (`{"id", "text", …}`); one output record per input, in order.
@@ -358,8 +379,7 @@ class Tagger:
         bounds = [sentence_bounds(t, near=[(s["start"], s["end"]) for s in spans], lines_before=lines_before)
                   if spans and needed else [] for t, spans in zip(texts, spans_per_doc)]
         self.predict_stance(texts, spans_per_doc, bounds)
-        if self.holder_ranker is not None:  # after stance: a neutral statement is mostly nobody's
-            self.holder_ranker.predict(texts, spans_per_doc, bounds)
+        self.predict_holders(texts, spans_per_doc, bounds)
         for r in records:
             r["spans"] = []
         for r, spans in zip(tagged, spans_per_doc):

@@ -194,7 +194,9 @@ def test_the_stream_bench_says_where_the_time_goes(gated_models):
     r = run_speed_bench(str(gated_models), n_docs=4, mix=0.5, repeats=1)
     g = r["gate"]
     assert g["statement_documents_passed"] == 0 and g["offtopic_gated"] == g["offtopic_documents"] == 2  # it rejects all
-    assert 0 <= g["gate_seconds"] <= r["diplotag"]["seconds"] and g["statement_documents_seconds"] > 0  # ms
+    # The gate rejects every document, so the pipeline and the gate alone time the same few ms of work,
+    # separately: either may come out ahead (CI once read 0.012 s for the gate against 0.01 s).
+    assert 0 <= g["gate_seconds"] <= r["diplotag"]["seconds"] + 0.1 and g["statement_documents_seconds"] > 0
     assert g["speedup_bound"] == pytest.approx(r["pipeline"]["seconds"] / g["statement_documents_seconds"], rel=0.1)  # of rounded times
     assert any("even a gate that cost nothing" in line for line in speed_table(r))
 

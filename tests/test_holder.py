@@ -74,8 +74,58 @@ def test_holder_training_beats_the_baseline_on_its_own_dev(tmp_path):
 
     from diplotag.cli import main
 
-    assert main(["train", "holder", "--set", f"output_dir={tmp_path / 'holder'}", "--set", "max_train_docs=60"]) == 0
+    assert main(["train", "holder", "--set", f"output_dir={tmp_path / 'holder'}", "--set", "max_train_docs=60",
+                 "--set", "rerank_top=0"]) == 0  # the ranker alone; its cross-encoder is tested below
     dev = json.loads((tmp_path / "holder" / "stamp.json").read_text())["dev_metrics"]
     assert dev["eval_holder_accuracy"] >= dev["eval_baseline_accuracy"] and dev["eval_statements"] > 50
     ranker = HolderRanker.from_pretrained(tmp_path / "holder")
     assert np.isfinite(ranker.w).all()
+
+
+def test_the_cross_encoder_reads_the_statement_and_the_candidates_mentions_marked():
+    from diplotag.data.sentences import sentence_bounds
+    from diplotag.model.holder import rerank_input
+
+    text = "Talks ended. Beijing said China opposed the sale of jets to Taiwan, its envoy added."
+    span = {"start": text.index("opposed"), "end": text.index(", its")}
+    mentions = gazetteer().mentions(text)
+    first, second = rerank_input(text, sentence_bounds(text), span, "China", mentions)
+    assert (first, second) == ("China", "Talks ended. [ Beijing ] said [ China ] « opposed the sale of jets to Taiwan », "
+                                        "its envoy added.")
+    assert rerank_input(text, sentence_bounds(text), span, "Taiwan", mentions)[1].endswith("to [ Taiwan ] », its envoy added.")
+    assert rerank_input(text, sentence_bounds(text), span, "none", mentions)[0] == "nobody"
+
+
+def test_a_trained_cross_encoder_ships_and_rescores_the_rankers_top_candidates(tmp_path, tiny_base, tiny_models):
+    """`train holder` with `rerank_top`: the cross-encoder trains (on a tiny random base here), its
+    weight is fitted on dev, it ships as an adapter beside the ranker, and `diplotag tag` runs it."""
+    import json
+    import shutil
+
+    from diplotag.cli import main
+    from diplotag.model.tagger import Tagger
+    from diplotag.train.common import ship_as_default
+
+    run = tmp_path / "holder"
+    assert main(["train", "holder", "--set", f"output_dir={run}", "--set", "max_train_docs=15", "--set",
+                 f"base_model={tiny_base}", "--set", "encoder_layers=2", "--set", "rerank_top=2"]) == 0
+    dev = json.loads((run / "stamp.json").read_text())["dev_metrics"]
+    assert dev["eval_holder_accuracy"] >= dev["eval_holder_accuracy_ranker_alone"]  # weight 0 is among those tried
+    models = tmp_path / "models"
+    for name in ("tagger", "stance"):
+        shutil.copytree(tiny_models / name, models / name)
+    ship_as_default(run, models / "holder")
+    assert (models / "holder" / "reranker" / "adapter_model.safetensors").exists()
+    assert not list((models / "holder").rglob("checkpoint-*")) and not (models / "holder" / "reranker" / "model.safetensors").exists()
+    tagger = Tagger.from_pretrained(models)
+    assert tagger.holder_reranker is not None and tagger.holder_ranker.rerank_top == 2
+    asked = []
+    real = tagger._pair_probs
+    tagger._pair_probs = lambda model, *a: asked.append(model) or real(model, *a)
+    tagger.holder_ranker.rerank_weight = 1000.0  # the cross-encoder decides among the ranker's top two
+    text = "Beijing said China opposed the sale of jets to Taiwan by the United States, its envoy added."
+    spans = [{"start": text.index("opposed"), "end": text.index(", its"), "label": "EQUIPMENT_TRANSFER", "stance": "oppose"}]
+    tagger.predict_holders([text], [spans])
+    names, rows = candidate_features(text, spans[0], gazetteer().mentions(text), [(0, len(text))])
+    top_two = {names[i] for i in np.argsort(-(rows @ tagger.holder_ranker.w), kind="stable")[:2]}
+    assert tagger.holder_reranker in asked and spans[0]["holder"] in top_two and 0 < spans[0]["holder_score"] <= 1

@@ -38,6 +38,7 @@ def tiny_config(tmp_path, tiny_base, small_corpus, task="tagger", **extra):
     ({"finetune": "half"}, "finetune: Input should be 'full' or 'lora'"),
     ({"max_length": 1024}, "max_length 1024 is more than"),  # the tiny base has 512 positions
     ({"encoder_layers": 3}, "encoder_layers 3 is more than"),  # and two layers
+    ({"task": "classifier", "best_metric": "f1"}, "best_metric: 'f1' is none of macro_f1, accuracy, recall_"),
 ])
 def test_config_errors_are_one_clear_message(tmp_path, tiny_base, small_corpus, change, message, capsys):
     path = tiny_config(tmp_path, tiny_base, small_corpus)

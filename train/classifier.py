@@ -22,7 +22,7 @@ def train_classifier(cfg: TrainConfig, resume: bool = False):
     id2label = dict(enumerate(cfg.labels))
     base = base_path(cfg)
     tokenizer = AutoTokenizer.from_pretrained(base)
-    args = training_arguments(cfg, "eval_macro_f1")
+    args = training_arguments(cfg, f"eval_{cfg.best_metric}")
     splits = {}
     with args.main_process_first(desc="tokenizing"):
         for name, path in (("train", cfg.train_file), ("dev", cfg.dev_file)):

@@ -45,7 +45,7 @@ def check_before_training(cfg: TrainConfig) -> None:
     the config, and `max_length` fits the base model's positions (never clamped silently)."""
     from transformers import AutoConfig
 
-    if cfg.task != "holder":
+    if cfg.task != "holder" or cfg.rerank_top:  # the ranker alone has no base model
         base = AutoConfig.from_pretrained(base_path(cfg))
         limit = getattr(base, "max_position_embeddings", None)
         # RoBERTa-style models (MPNet among them) number positions from after the padding index
@@ -206,7 +206,7 @@ def in_training(log_history: list[dict]) -> list[dict]:
     return log_history[:end]
 
 
-EPOCH_METRICS = ("eval_f1", "eval_overlap_f1", "eval_token_f1", "eval_macro_f1", "eval_accuracy")
+EPOCH_METRICS = ("eval_f1", "eval_overlap_f1", "eval_token_f1", "eval_macro_f1", "eval_holder_accuracy", "eval_accuracy")
 
 
 def save_trained(trainer, tokenizer, cfg: TrainConfig, metrics: dict, started: float, extra_card: str = "",
@@ -249,7 +249,8 @@ def model_card(cfg: TrainConfig, stamp: dict, extra: str) -> str:
                      for k, v in stamp["dev_metrics"].items())
     what = {"tagger": "token classification (BIO tags over statement spans)",
             "stance": "sequence classification of a marked statement's stance",
-            "classifier": "document classification (the text's first tokens)"}[cfg.task]
+            "classifier": "document classification (the text's first tokens)",
+            "holder": "sequence-pair classification: does the candidate (first text) hold the statement marked in the second"}[cfg.task]
     return f"""---
 library_name: transformers
 pipeline_tag: {"token-classification" if cfg.task == "tagger" else "text-classification"}
@@ -305,13 +306,18 @@ def ship_as_default(run_dir: Path, dest: Path) -> None:
 
     from safetensors.torch import load_file, save_file
 
+    from ..model.holder import RERANKER_DIR
     from ..model.tagger import EMBEDDINGS_FROM_BASE
 
     settings = yaml.safe_load((run_dir / "diplotag_config.yaml").read_text())
     if dest.exists():
         shutil.rmtree(dest)
-    if settings.get("task") == "holder":  # a few numbers: shipped as they are
-        shutil.copytree(run_dir, dest)
+    if (run_dir / "holder_ranker.json").exists():  # a few numbers, shipped as they are, and its cross-encoder
+        dest.mkdir(parents=True)
+        for name in ("holder_ranker.json", "stamp.json", "README.md", "diplotag_config.yaml"):
+            shutil.copy(run_dir / name, dest / name)
+        if (run_dir / RERANKER_DIR).is_dir():
+            ship_as_default(run_dir / RERANKER_DIR, dest / RERANKER_DIR)
         return
     if (run_dir / "adapter").is_dir():
         shutil.copytree(run_dir / "adapter", dest)

@@ -49,6 +49,9 @@ class TrainConfig(BaseModel):
     boundary_jitter: int = Field(2, ge=0)              # stance: max words moved at each span edge
     jitter_copies: int = Field(1, ge=0)                # stance: jittered copies of each gold span
     context_sentences: int = Field(1, ge=0)            # stance: sentences of context before the span's own
+    rerank_top: int = Field(0, ge=0)                   # holder: a cross-encoder re-scores the ranker's top N; 0 = none
+    # classifier: the dev metric that picks the checkpoint (macro_f1, accuracy or recall_<label>)
+    best_metric: str = "macro_f1"
 
     # the optimisation
     epochs: float = Field(10, gt=0)
@@ -75,14 +78,18 @@ class TrainConfig(BaseModel):
             raise ValueError(f"stride ({self.stride}) must be smaller than max_length - 2 ({self.max_length - 2})")
         if len(set(self.labels)) != len(self.labels):
             raise ValueError(f"labels: duplicates in {self.labels}")
+        metrics = ["macro_f1", "accuracy"] + [f"recall_{label}" for label in self.labels]
+        if self.task == "classifier" and self.best_metric not in metrics:
+            raise ValueError(f"best_metric: {self.best_metric!r} is none of {', '.join(metrics)}")
         return self
 
     def sha256(self) -> str:
         """Hash of the settings that shape the model; where files live is left out (the data
         has its own hash), so the same run from another folder stamps the same, and so are
         settings read only at inference (min_span_words), and so are LoRA settings in a full
-        fine-tuning run, which never reads them."""
+        fine-tuning run, which never reads them, and so are the keys of other tasks."""
         ignored = {"train_file", "dev_file", "output_dir", "min_span_words"} | ({"lora"} if self.finetune == "full" else set())
+        ignored |= ({"rerank_top"} if self.task != "holder" else set()) | ({"best_metric"} if self.task != "classifier" else set())
         settings = self.model_dump(mode="json", exclude=ignored)
         return hashlib.sha256(yaml.safe_dump(settings, sort_keys=True).encode()).hexdigest()
 
