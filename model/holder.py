@@ -184,16 +184,16 @@ class HolderRanker:
     the cross-encoder's log-odds that each holds the statement."""
 
     def __init__(self, weights: dict, bias: float = 0.0, gazetteer_path: str = str(HOLDERS_FILE),
-                 rerank_top: int = 0, rerank_weight: float = 1.0):
+                 rerank_top: int = 0, rerank_weight: float = 1.0, context_sentences: int = 1):
         self.w = np.asarray([weights[f] for f in FEATURES], dtype=np.float32)
         self.bias, self.gazetteer = bias, gazetteer(gazetteer_path)
-        self.rerank_top, self.rerank_weight = rerank_top, rerank_weight
+        self.rerank_top, self.rerank_weight, self.context_sentences = rerank_top, rerank_weight, context_sentences
 
     @classmethod
     def from_pretrained(cls, path) -> "HolderRanker":
         saved = json.loads((Path(path) / "holder_ranker.json").read_text())
         return cls(saved["weights"], saved["bias"], rerank_top=saved.get("rerank_top", 0),
-                   rerank_weight=saved.get("rerank_weight", 1.0))
+                   rerank_weight=saved.get("rerank_weight", 1.0), context_sentences=saved.get("context_sentences", 1))
 
     def candidates(self, texts, spans_per_doc, bounds_per_doc=None, top_n=0):
         """Per statement: (span, candidate names, ranker scores, the pairs the cross-encoder reads
@@ -203,12 +203,14 @@ class HolderRanker:
                 continue
             mentions = self.gazetteer.mentions(text)
             if bounds is None:
-                bounds = sentence_bounds(text, near=[(s["start"], s["end"]) for s in spans])
+                bounds = sentence_bounds(text, near=[(s["start"], s["end"]) for s in spans],
+                                         lines_before=max(self.context_sentences, 1))
             for s in spans:
                 names, rows = candidate_features(text, s, mentions, bounds)
                 logits = rows @ self.w + self.bias
                 top = np.argsort(-logits, kind="stable")[:top_n]
-                yield s, names, logits, [rerank_input(text, bounds, s, names[i], mentions) for i in top], top
+                pairs = [rerank_input(text, bounds, s, names[i], mentions, self.context_sentences) for i in top]
+                yield s, names, logits, pairs, top
 
     def predict(self, texts: list[str], spans_per_doc: list[list[dict]], bounds_per_doc=None, pair_probs=None) -> None:
         """Add `holder` and `holder_score` to every span, in place. `bounds_per_doc`: each text's

@@ -250,6 +250,9 @@ class Tagger:
         if (root / "holder" / "holder_ranker.json").exists():
             kw.setdefault("holder_ranker", HolderRanker.from_pretrained(root / "holder"))
             reranker = root / "holder" / RERANKER_DIR
+            if kw["holder_ranker"].rerank_top and not reranker.is_dir() and "holder_reranker" not in kw:
+                raise FileNotFoundError(f"{root / 'holder'}: the ranker re-scores its top candidates with a "
+                                        f"cross-encoder, and {reranker} is missing")
             if reranker.is_dir() and "holder_reranker" not in kw:
                 kw["holder_reranker"] = load_model(reranker, AutoModelForSequenceClassification)
                 kw["holder_reranker_tokenizer"] = AutoTokenizer.from_pretrained(reranker)
@@ -374,7 +377,7 @@ class Tagger:
         texts = [r["text"] for r in tagged]
         spans_per_doc = self.find_spans(texts) if texts else []
         # sentences only around the statements found, segmented once for the stance model and the holder ranker
-        lines_before = max(self.context_sentences, 1)
+        lines_before = max(self.context_sentences, getattr(self.holder_ranker, "context_sentences", 0), 1)
         needed = self.stance_model is not None or self.holder_ranker is not None
         bounds = [sentence_bounds(t, near=[(s["start"], s["end"]) for s in spans], lines_before=lines_before)
                   if spans and needed else [] for t, spans in zip(texts, spans_per_doc)]

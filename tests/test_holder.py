@@ -110,7 +110,10 @@ def test_a_trained_cross_encoder_ships_and_rescores_the_rankers_top_candidates(t
     assert main(["train", "holder", "--set", f"output_dir={run}", "--set", "max_train_docs=15", "--set",
                  f"base_model={tiny_base}", "--set", "encoder_layers=2", "--set", "rerank_top=2"]) == 0
     dev = json.loads((run / "stamp.json").read_text())["dev_metrics"]
-    assert dev["eval_holder_accuracy"] >= dev["eval_holder_accuracy_ranker_alone"]  # weight 0 is among those tried
+    from diplotag.train.holder import RERANK_WEIGHTS
+
+    saved = json.loads((run / "holder_ranker.json").read_text())  # the weight dev chose, saved for `tag`
+    assert saved["rerank_weight"] == dev["eval_rerank_weight"] in RERANK_WEIGHTS and saved["rerank_top"] == 2
     models = tmp_path / "models"
     for name in ("tagger", "stance"):
         shutil.copytree(tiny_models / name, models / name)
@@ -129,3 +132,40 @@ def test_a_trained_cross_encoder_ships_and_rescores_the_rankers_top_candidates(t
     names, rows = candidate_features(text, spans[0], gazetteer().mentions(text), [(0, len(text))])
     top_two = {names[i] for i in np.argsort(-(rows @ tagger.holder_ranker.w), kind="stable")[:2]}
     assert tagger.holder_reranker in asked and spans[0]["holder"] in top_two and 0 < spans[0]["holder_score"] <= 1
+    shutil.rmtree(models / "holder" / "reranker")  # a ranker that expects its cross-encoder does not run without it
+    with pytest.raises(FileNotFoundError, match="cross-encoder"):
+        Tagger.from_pretrained(models)
+
+
+def test_the_cross_encoders_probabilities_go_back_to_their_own_statements():
+    """Pairs of several documents go to the cross-encoder in one call; each probability must come
+    back to its (statement, candidate): here it favours the ranker's second, third and first
+    candidate of the three statements, and with a large weight those must win."""
+    from diplotag.data.sentences import sentence_bounds
+
+    ranker = _ranker()
+    ranker.rerank_top, ranker.rerank_weight = 3, 1000.0
+    texts = ["Japan said it welcomed the transfer of radars by the United States to the Philippines.",
+             "China warned Vietnam. Beijing opposed the patrols, Hanoi said, while Tokyo said nothing.",
+             "Russia said it rejected the sale of jets to India by France, the Kremlin added."]
+    spans = [[{"start": texts[0].index("welcomed"), "end": texts[0].index(" by the"), "label": "EQUIPMENT_TRANSFER",
+               "stance": "support"}],
+             [{"start": texts[1].index("opposed"), "end": texts[1].index(", Hanoi"), "label": "FREEDOM_OF_NAVIGATION",
+               "stance": "oppose"}],
+             [{"start": texts[2].index("rejected"), "end": texts[2].index(", the"), "label": "EQUIPMENT_TRANSFER",
+               "stance": "oppose"}]]
+    favoured = []
+    for text, doc, rank in zip(texts, spans, (1, 2, 0)):
+        names, rows = candidate_features(text, doc[0], gazetteer().mentions(text), sentence_bounds(text))
+        favoured.append(names[np.argsort(-(rows @ ranker.w), kind="stable")[rank]])
+    calls = []
+
+    marked = [f"« {t[d[0]['start']:d[0]['end']].split()[0]} " for t, d in zip(texts, spans)]  # its first word
+
+    def favour(pairs):  # which statement a pair is about, from its marked context
+        calls.append(len(pairs))
+        return [0.99 if first == ("nobody" if favoured[k] == "none" else favoured[k]) else 0.01
+                for first, context in pairs for k in [next(k for k, m in enumerate(marked) if m in context)]]
+
+    ranker.predict(texts, spans, [sentence_bounds(t) for t in texts], favour)
+    assert calls == [9] and [doc[0]["holder"] for doc in spans] == favoured

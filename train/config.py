@@ -87,7 +87,8 @@ class TrainConfig(BaseModel):
         """Hash of the settings that shape the model; where files live is left out (the data
         has its own hash), so the same run from another folder stamps the same, and so are
         settings read only at inference (min_span_words), and so are LoRA settings in a full
-        fine-tuning run, which never reads them, and so are the keys of other tasks."""
+        fine-tuning run, which never reads them, and so are `rerank_top` outside the holder task
+        and `best_metric` outside the classifier (keys added later: older stamps stay current)."""
         ignored = {"train_file", "dev_file", "output_dir", "min_span_words"} | ({"lora"} if self.finetune == "full" else set())
         ignored |= ({"rerank_top"} if self.task != "holder" else set()) | ({"best_metric"} if self.task != "classifier" else set())
         settings = self.model_dump(mode="json", exclude=ignored)

@@ -126,7 +126,8 @@ def train_holder(cfg: TrainConfig, resume: bool = False) -> dict:
     minimise(w, lambda: torch.nn.functional.cross_entropy(x @ w + mask, gold) + cfg.weight_decay * (w ** 2).sum(),
              max_iter=500)
     weights = {f: round(float(v), 6) for f, v in zip(FEATURES, w.detach())}
-    ranker = HolderRanker(weights, rerank_top=cfg.rerank_top)  # a bias shifts every candidate alike: a softmax ignores it
+    # no bias: it shifts every candidate alike, and a softmax ignores it
+    ranker = HolderRanker(weights, rerank_top=cfg.rerank_top, context_sentences=cfg.context_sentences)
     dev_records = load_split(cfg, cfg.dev_file, "label")
     dev = {f"eval_{k}": v for k, v in holder_accuracy(ranker, dev_records).items()}
     saved = {"weights": weights, "bias": 0.0}
@@ -140,7 +141,8 @@ def train_holder(cfg: TrainConfig, resume: bool = False) -> dict:
         dev = {"eval_holder_accuracy_ranker_alone": dev["eval_holder_accuracy"],
                "eval_holder_accuracy_cross_encoder_alone": round(reranker_dev["eval_holder_accuracy"], 4),
                **dev, "eval_holder_accuracy": tried[ranker.rerank_weight], "eval_rerank_weight": ranker.rerank_weight}
-        saved.update(rerank_top=cfg.rerank_top, rerank_weight=ranker.rerank_weight)
+        saved.update(rerank_top=cfg.rerank_top, rerank_weight=ranker.rerank_weight,
+                     context_sentences=cfg.context_sentences)
     out = cfg.output_dir
     out.mkdir(parents=True, exist_ok=True)
     (out / "holder_ranker.json").write_text(json.dumps(saved, indent=1))
