@@ -250,13 +250,15 @@ class Tagger:
         if (root / "holder" / "holder_ranker.json").exists():
             kw.setdefault("holder_ranker", HolderRanker.from_pretrained(root / "holder"))
             reranker = root / "holder" / RERANKER_DIR
-            if kw["holder_ranker"].rerank_top and not reranker.is_dir() and "holder_reranker" not in kw:
-                raise FileNotFoundError(f"{root / 'holder'}: the ranker re-scores its top candidates with a "
-                                        f"cross-encoder, and {reranker} is missing")
-            if reranker.is_dir() and "holder_reranker" not in kw:
+            if "holder_reranker" in kw:  # the caller's own
+                pass
+            elif reranker.is_dir():
                 kw["holder_reranker"] = load_model(reranker, AutoModelForSequenceClassification)
                 kw["holder_reranker_tokenizer"] = AutoTokenizer.from_pretrained(reranker)
                 kw["holder_reranker_max_length"] = yaml.safe_load((reranker / "diplotag_config.yaml").read_text())["max_length"]
+            elif kw["holder_ranker"].rerank_top:
+                raise FileNotFoundError(f"{root / 'holder'}: the ranker re-scores its top candidates with a "
+                                        f"cross-encoder, and {reranker} is missing")
         if gate:
             if not (root / "gate").is_dir():
                 raise FileNotFoundError(f"no relevance gate at {root / 'gate'} (train one: diplotag train classifier --ship)")

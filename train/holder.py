@@ -33,24 +33,29 @@ def candidate_rows(records):
 
 
 def with_holders(records):
-    """(texts, copies of their statements that have a gold holder, sentence bounds), documents
-    without any left out."""
-    kept = [(r["text"], [dict(s) for s in r["spans"] if s.get("holder")]) for r in records]
+    """(texts, their statements that have a gold holder, sentence bounds), documents without any
+    left out: segmented once, for every ranker scored on them."""
+    kept = [(r["text"], [s for s in r["spans"] if s.get("holder")]) for r in records]
     kept = [(t, spans) for t, spans in kept if spans]
     return [t for t, _ in kept], [spans for _, spans in kept], [sentence_bounds(t) for t, _ in kept]
 
 
-def holder_accuracy(ranker: HolderRanker, records, pair_probs=None) -> dict:
-    """Accuracy on gold statements (gold stance as input) of the ranker as `diplotag tag` runs it
-    (with its cross-encoder where `pair_probs` is given) and of the baseline, and how often the
-    gold holder was a candidate at all (the ceiling the gazetteer sets)."""
+def right_holders(ranker: HolderRanker, docs, pair_probs=None) -> int:
+    """How many statements of `docs` (from `with_holders`) the ranker, as `diplotag tag` runs it,
+    gives their gold holder; it predicts on copies, so the gold stays."""
+    texts, spans, bounds = docs
+    guesses = [[dict(s) for s in doc] for doc in spans]
+    ranker.predict(texts, guesses, bounds, pair_probs)
+    return sum(g["holder"] == s["holder"] for doc, guessed in zip(spans, guesses) for s, g in zip(doc, guessed))
+
+
+def holder_accuracy(ranker: HolderRanker, records) -> dict:
+    """Accuracy on gold statements (gold stance as input) of the ranker and of the baseline, and
+    how often the gold holder was a candidate at all (the ceiling the gazetteer sets)."""
     baseline = reachable = n = 0
     for names, _, gold, guess in candidate_rows(records):
         baseline, reachable, n = baseline + (guess == gold), reachable + (gold in names), n + 1
-    texts, spans, bounds = with_holders(records)
-    gold = [s["holder"] for doc in spans for s in doc]
-    ranker.predict(texts, spans, bounds, pair_probs)
-    right = sum(g == s["holder"] for g, s in zip(gold, (s for doc in spans for s in doc)))
+    right = right_holders(ranker, with_holders(records))
     return {"holder_accuracy": round(right / max(n, 1), 4), "baseline_accuracy": round(baseline / max(n, 1), 4),
             "gold_among_candidates": round(reachable / max(n, 1), 4), "statements": n}
 
@@ -133,10 +138,10 @@ def train_holder(cfg: TrainConfig, resume: bool = False) -> dict:
     saved = {"weights": weights, "bias": 0.0}
     if cfg.rerank_top:
         reranker_dev, dev_probs = train_reranker(cfg, ranker, resume, started)
-        tried = {}
+        tried, dev_docs = {}, with_holders(dev_records)
         for weight in RERANK_WEIGHTS:
             ranker.rerank_weight = weight
-            tried[weight] = holder_accuracy(ranker, dev_records, dev_probs)["holder_accuracy"]
+            tried[weight] = round(right_holders(ranker, dev_docs, dev_probs) / dev["eval_statements"], 4)
         ranker.rerank_weight = max(tried, key=tried.get)  # the first best: the ranker leads on ties
         dev = {"eval_holder_accuracy_ranker_alone": dev["eval_holder_accuracy"],
                "eval_holder_accuracy_cross_encoder_alone": round(reranker_dev["eval_holder_accuracy"], 4),
