@@ -3,6 +3,7 @@ import argparse
 import json
 import os
 import sys
+import warnings
 from pathlib import Path
 
 
@@ -248,6 +249,9 @@ def cmd_eval(args) -> int:
             h = r["holder_on_gold_spans"]
             print(f"{name}: holder accuracy on gold statements {h['accuracy']:.4f} (baseline {h['baseline_accuracy']:.4f}); "
                   f"end to end with holder F1 {r['end_to_end_holder']['f1']:.4f}")
+        if "stance_by_holder_input" in r:
+            print(f"{name}: stance macro F1 on gold spans, the holder given as " + ", ".join(
+                f"{given} {st['macro_f1']:.4f}" for given, st in r["stance_by_holder_input"].items()))
     if "gate" in results:
         g = results["gate"]
         skipped = g.get("labelled_texts", {}).get("offtopic_rejected_share")
@@ -470,6 +474,8 @@ def main(argv=None) -> int:
 
     hf_logging.set_verbosity_error()  # load reports and weight-loading bars are noise to users
     hf_logging.disable_progress_bar()
+    # peft asks a deprecated transformers property once per training run; nothing for the user to do
+    warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
     try:
         return args.func(args)
     except (ValueError, FileNotFoundError) as err:

@@ -157,6 +157,7 @@ def _run_pipeline(model, docs, threads, max_length, stride, min_words, backend, 
     from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification, AutoTokenizer, pipeline
 
     from ..model.base import DEFAULT_MODELS
+    from ..model.holder import HOLDS, RERANKER_DIR, HolderRanker
     from ..model.stance import stance_inputs
     from ..model.tagger import Tagger, load_model, quantize_int8
 
@@ -174,15 +175,37 @@ def _run_pipeline(model, docs, threads, max_length, stride, min_words, backend, 
     ner = pipeline_with_our_decoding(decoder)
     cls = pipeline("text-classification", model=stance_model, tokenizer=AutoTokenizer.from_pretrained(root / "stance"),
                    device="cpu")
+    reads_holder = stance_cfg.get("holder_in_input", False)
+    if reads_holder:  # the stance reads the holder: diplotag's ranker and its cross-encoder (a pipeline) find it
+        ranker, reranker, folder = HolderRanker.from_pretrained(root / "holder"), None, root / "holder" / RERANKER_DIR
+        if ranker.rerank_top:
+            reranker = pipeline("text-classification", model=load_model(folder, AutoModelForSequenceClassification),
+                                tokenizer=AutoTokenizer.from_pretrained(folder), device="cpu", top_k=None)
+            reranker_length = trained_settings(folder, {"max_length": 128})["max_length"]
 
     def run(batch_size):
+        def stances_of(texts, found):  # each statement's stance, in place, by the text-classification pipeline
+            pairs = [p for text, ents in zip(texts, found)
+                     for p in stance_inputs(text, ents, stance_cfg["context_sentences"], holders=reads_holder)]
+            stances = iter(cls([{"text": a, "text_pair": b} for a, b in pairs], batch_size=batch_size,
+                               truncation="only_second", max_length=stance_cfg["max_length"]) if pairs else [])
+            for ents in found:
+                for e in ents:
+                    e["stance"] = next(stances)["label"]
+
+        def holds(pairs):
+            scores = reranker([{"text": a, "text_pair": b} for a, b in pairs], batch_size=batch_size,
+                              truncation="only_second", max_length=reranker_length)
+            return [next(x["score"] for x in row if x["label"] == HOLDS) for row in scores]
+
         def tag(some):
             texts = [d["text"] for d in some]
             found = ner(texts, batch_size=batch_size)
-            pairs = [p for text, ents in zip(texts, found) for p in stance_inputs(text, ents, stance_cfg["context_sentences"])]
-            stances = iter(cls([{"text": a, "text_pair": b} for a, b in pairs], batch_size=batch_size,
-                               truncation="only_second", max_length=stance_cfg["max_length"]) if pairs else [])
-            return [[(e["start"], e["end"], e["label"], next(stances)["label"]) for e in ents] for ents in found]
+            stances_of(texts, found)
+            if reads_holder:  # as `diplotag tag`: holders from the first stance, then the stance again
+                ranker.predict(texts, found, pair_probs=holds if reranker else None)
+                stances_of(texts, found)
+            return [[(e["start"], e["end"], e["label"], e["stance"]) for e in ents] for ents in found]
         return tag
 
     timings = {b: best_of(run(b), docs, repeats) for b in (1, 8, 32)}

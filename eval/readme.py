@@ -47,6 +47,12 @@ def test_table(res) -> list[str]:
                       f"takes the nearest actor named before the statement; end to end (a predicted statement "
                       f"overlapping a gold one of its label, with the right holder) P {e2e['precision']:.3f}, "
                       f"R {e2e['recall']:.3f}, F1 {e2e['f1']:.3f}."]
+        if "stance_by_holder_input" in r:
+            given = r["stance_by_holder_input"]
+            lines += ["", f"Stance with its holder ({name}; the stance model reads the holder): macro F1 on the gold "
+                      f"spans {given['predicted']['macro_f1']:.3f} with the predicted holder, as `diplotag tag` "
+                      f"gives it, against {given['unknown']['macro_f1']:.3f} without a holder and "
+                      f"{given['gold']['macro_f1']:.3f} with the gold one."]
     return lines
 
 

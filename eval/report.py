@@ -13,10 +13,12 @@ from . import metrics
 from .baselines import KeywordTagger, TfidfStance
 
 
-def score_system(gold, pred, stance_on_gold=None, labels=LABELS, holder_on_gold=None) -> dict:
+def score_system(gold, pred, stance_on_gold=None, labels=LABELS, holder_on_gold=None, stance_by_holder=None) -> dict:
     """Every metric of one system. `stance_on_gold`: (stances, probabilities) predicted for the
     gold spans in order, when the system can be given gold spans; `holder_on_gold`: (predicted,
-    baseline) holders of the gold spans that record one."""
+    baseline) holders of the gold spans that record one; `stance_by_holder`: for a stance model
+    that reads the holder, its (stances, probabilities) on the gold spans for each holder it was
+    given ("unknown", "predicted", "gold")."""
     out = {"seqeval": metrics.seqeval_scores(gold, pred, labels),
            "nervaluate": metrics.nervaluate_scores(gold, pred, labels),
            "end_to_end": metrics.end_to_end(gold, pred),
@@ -29,6 +31,11 @@ def score_system(gold, pred, stance_on_gold=None, labels=LABELS, holder_on_gold=
         truth = [s["holder"] for r in gold for s in r["spans"] if s.get("holder")]
         out["holder_on_gold_spans"] = metrics.holder_scores(truth, *holder_on_gold)
         out["end_to_end_holder"] = metrics.end_to_end_holder(gold, pred)
+    if stance_by_holder is not None:
+        truth = [s["stance"] for r in gold for s in r["spans"]]
+        out["stance_by_holder_input"] = {given: {k: v for k, v in metrics.stance_scores(truth, *answers).items()
+                                                 if k in ("macro_f1", "accuracy")}
+                                         for given, answers in stance_by_holder.items()}
     return out
 
 
@@ -43,20 +50,32 @@ def load_tagger(model_dir, **kw):
 
 
 def model_predictions(tagger, gold):
+    """The model's output on the gold texts, and on the gold spans as `diplotag tag` reads them:
+    (predictions, stance on gold spans, holders on gold spans, stance by the holder it was given)."""
     pred = tagger.tag([{"id": r["id"], "text": r["text"]} for r in gold])
     if tagger.stance_model is None:  # a tagger alone: no stance on gold spans to score
-        return pred, None, None
+        return pred, None, None, None
+    texts = [r["text"] for r in gold]
     spans = [[{k: s[k] for k in ("start", "end", "label")} for s in r["spans"]] for r in gold]
-    tagger.predict_stance([r["text"] for r in gold], spans)
-    stances = [s["stance"] for doc in spans for s in doc]
-    probs = [[s["stance_scores"][k] for k in metrics.STANCES] for doc in spans for s in doc]
-    holders = None
+
+    def stance_of(spans_per_doc):
+        tagger.predict_stance(texts, spans_per_doc)
+        return ([s["stance"] for doc in spans_per_doc for s in doc],
+                [[s["stance_scores"][k] for k in metrics.STANCES] for doc in spans_per_doc for s in doc])
+
+    stance = stance_of(spans)
+    holders = by_holder = None
     if tagger.holder_ranker is not None:  # gold spans, the model's own stance, as in `diplotag tag`
-        tagger.predict_holders([r["text"] for r in gold], spans)
+        tagger.predict_holders(texts, spans)
         has_holder = [[bool(s.get("holder")) for s in r["spans"]] for r in gold]
         holders = ([s["holder"] for doc, keep in zip(spans, has_holder) for s, k in zip(doc, keep) if k],
                    nearest_actor_holders(gold))
-    return pred, (stances, probs), holders
+        if tagger.stance_reads_holder:  # `tag` reads the stance again with the holder found
+            by_holder = {"unknown": stance, "predicted": stance_of(spans),
+                         "gold": stance_of([[dict(s, holder=g.get("holder")) for s, g in zip(doc, r["spans"])]
+                                            for doc, r in zip(spans, gold)])}
+            stance = by_holder["predicted"]
+    return pred, stance, holders, by_holder
 
 
 def gate_results(gold, pred, threshold=GATE_THRESHOLD) -> tuple[dict, list[dict]]:
@@ -200,6 +219,9 @@ def markdown(results: dict) -> str:
                       f"| baseline: nearest preceding actor | {h['baseline_accuracy']:.3f} |",
                       f"| end to end (statement overlaps, label and holder right): P / R / F1 | "
                       f"{e2e['precision']:.3f} / {e2e['recall']:.3f} / {e2e['f1']:.3f} |"]
+        if "stance_by_holder_input" in r:
+            lines += [f"| stance macro F1 (gold spans), the holder given as {given} | {st['macro_f1']:.3f} |"
+                      for given, st in r["stance_by_holder_input"].items()]
     if "gate" in results:
         g = results["gate"]
         lines += ["", "## The relevance gate", "", "| measure | value |", "|---|---|",
@@ -221,8 +243,8 @@ def run_eval(data_file, out_dir, model_dir=None, pred_file=None, train_file=None
     systems, first_pred, gate = {}, None, None
     if model_dir:
         tagger = load_tagger(model_dir, **model_kw)
-        pred, stance, holders = model_predictions(tagger, gold)
-        systems["diplotag"] = score_system(gold, pred, stance, holder_on_gold=holders)
+        pred, stance, holders, by_holder = model_predictions(tagger, gold)
+        systems["diplotag"] = score_system(gold, pred, stance, holder_on_gold=holders, stance_by_holder=by_holder)
         first_pred = pred
         if all("gate_score" in p for p in pred):
             gate, gated_pred = gate_results(gold, pred)

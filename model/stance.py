@@ -1,5 +1,6 @@
-"""How the stance model sees a statement: its label in words, then its sentence (and the one
-before, where the holder often stands) with the statement marked by « ».
+"""How the stance model sees a statement: its label in words (and, for a model trained with
+`holder_in_input`, its holder's name), then its sentence (and the one before, where the holder
+often stands) with the statement marked by « ».
 
 The same function builds training examples and inference inputs, so the two never drift.
 """
@@ -7,6 +8,7 @@ from ..data.sentences import sentence_bounds, sentence_of
 
 MARK_OPEN, MARK_CLOSE = "«", "»"
 CONTEXT_CHARS = 600  # at most this much context on each side of the statement
+UNKNOWN_HOLDER = "unknown"  # a holder-reading model's input before the holder is known
 
 
 def label_words(label: str) -> str:
@@ -30,16 +32,21 @@ def marked_context(text: str, bounds, start: int, end: int, context_sentences=1,
     return " ".join(("".join(pieces) + text[at:b]).split())
 
 
-def stance_input(text: str, bounds, start: int, end: int, label: str, context_sentences=1) -> tuple[str, str]:
-    """(label in words, marked context) for one statement text[start:end]."""
-    return label_words(label), marked_context(text, bounds, start, end, context_sentences)
+def stance_input(text: str, bounds, start: int, end: int, label: str, context_sentences=1,
+                 holder: str | None = None) -> tuple[str, str]:
+    """(label in words, marked context) for one statement text[start:end]; with a `holder`,
+    (label in words "by" holder, marked context)."""
+    first = label_words(label) if holder is None else f"{label_words(label)} by {holder}"
+    return first, marked_context(text, bounds, start, end, context_sentences)
 
 
-def stance_inputs(text: str, spans, context_sentences=1, bounds=None) -> list[tuple[str, str]]:
-    """`stance_input` for every span of one document. Sentences are segmented only around the
-    spans (their lines and the lines before), unless `bounds` are given."""
+def stance_inputs(text: str, spans, context_sentences=1, bounds=None, holders=False) -> list[tuple[str, str]]:
+    """`stance_input` for every span of one document, with each span's `holder` (`UNKNOWN_HOLDER`
+    where it has none yet) when `holders`. Sentences are segmented only around the spans (their
+    lines and the lines before), unless `bounds` are given."""
     if not spans:
         return []
     if bounds is None:
         bounds = sentence_bounds(text, near=[(s["start"], s["end"]) for s in spans], lines_before=context_sentences)
-    return [stance_input(text, bounds, s["start"], s["end"], s["label"], context_sentences) for s in spans]
+    return [stance_input(text, bounds, s["start"], s["end"], s["label"], context_sentences,
+                         (s.get("holder") or UNKNOWN_HOLDER) if holders else None) for s in spans]

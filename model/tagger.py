@@ -176,7 +176,8 @@ class Tagger:
                  max_length=512, stride=128, batch_size=8, stance_batch_size=32, stance_max_length=160, context_sentences=1,
                  min_words=1, device="cpu", holder_ranker=None, calibrated=True, min_score=0.0, precision="fp32",
                  gate_model=None, gate_tokenizer=None, gate_max_length=128, gate_threshold=GATE_THRESHOLD,
-                 holder_reranker=None, holder_reranker_tokenizer=None, holder_reranker_max_length=128):
+                 holder_reranker=None, holder_reranker_tokenizer=None, holder_reranker_max_length=128,
+                 stance_reads_holder=False):
         if precision not in PRECISIONS:
             raise ValueError(f"precision is one of {', '.join(PRECISIONS)}, not {precision!r}")
         # bf16 matrix multiplies under autocast: on a CPU with AVX-512 BF16 or AMX, or a GPU, about
@@ -206,6 +207,7 @@ class Tagger:
         # grows with the square of the length), while short stance inputs gain from 32
         self.stride, self.batch_size, self.stance_batch_size, self.device = stride, batch_size, stance_batch_size, device
         self.stance_max_length, self.context_sentences, self.min_words = stance_max_length, context_sentences, min_words
+        self.stance_reads_holder = stance_reads_holder  # a stance model trained with `holder_in_input`
         # A tagger trained with class weights learned p(tag)·w(tag); dividing by w gives back
         # probabilities on the data's own scale (and far fewer spurious statements).
         weights = getattr(self.model.config, "diplotag_class_weights", None)
@@ -237,7 +239,8 @@ class Tagger:
         for folder, keys in ((tagger_dir, {"max_length": "max_length", "stride": "stride",
                                            "min_span_words": "min_words"}),
                              (stance_dir, {"max_length": "stance_max_length",
-                                           "context_sentences": "context_sentences"})):
+                                           "context_sentences": "context_sentences",
+                                           "holder_in_input": "stance_reads_holder"})):
             trained = folder / "diplotag_config.yaml" if folder else None
             if trained and trained.exists():
                 settings = yaml.safe_load(trained.read_text())
@@ -332,7 +335,7 @@ class Tagger:
             return
         pairs, where = [], []
         for text, spans, bounds in zip(texts, spans_per_doc, bounds_per_doc or [None] * len(texts)):
-            pairs += stance_inputs(text, spans, self.context_sentences, bounds=bounds)
+            pairs += stance_inputs(text, spans, self.context_sentences, bounds=bounds, holders=self.stance_reads_holder)
             where += spans
         if not pairs:
             return
@@ -362,6 +365,18 @@ class Tagger:
                 self.holder_reranker, self.holder_reranker_tokenizer, pairs, self.holder_reranker_max_length)]
         self.holder_ranker.predict(texts, spans_per_doc, bounds_per_doc, pair_probs)
 
+    def predict_stance_and_holders(self, texts: list[str], spans_per_doc: list[list[dict]], bounds_per_doc=None) -> None:
+        """Stance, then holders (the ranker reads the stance), then, for a stance model that reads
+        the holder, the stance again with the holder found: the first pass names it "unknown"."""
+        if self.stance_reads_holder and self.holder_ranker is not None:  # a holder an input carried is not this run's
+            for spans in spans_per_doc:
+                for s in spans:
+                    s.pop("holder", None)
+        self.predict_stance(texts, spans_per_doc, bounds_per_doc)
+        self.predict_holders(texts, spans_per_doc, bounds_per_doc)
+        if self.stance_reads_holder and self.holder_ranker is not None:
+            self.predict_stance(texts, spans_per_doc, bounds_per_doc)
+
     def tag(self, items) -> list[dict]:
         """Tag texts or records (`{"id", "text", …}`); one output record per input, in order.
         Each output is a corpus record (fields of the input carried through) whose spans have
@@ -383,8 +398,7 @@ class Tagger:
         needed = self.stance_model is not None or self.holder_ranker is not None
         bounds = [sentence_bounds(t, near=[(s["start"], s["end"]) for s in spans], lines_before=lines_before)
                   if spans and needed else [] for t, spans in zip(texts, spans_per_doc)]
-        self.predict_stance(texts, spans_per_doc, bounds)
-        self.predict_holders(texts, spans_per_doc, bounds)
+        self.predict_stance_and_holders(texts, spans_per_doc, bounds)
         for r in records:
             r["spans"] = []
         for r, spans in zip(tagged, spans_per_doc):

@@ -169,3 +169,52 @@ def test_the_cross_encoders_probabilities_go_back_to_their_own_statements():
 
     ranker.predict(texts, spans, [sentence_bounds(t) for t in texts], favour)
     assert calls == [9] and [doc[0]["holder"] for doc in spans] == favoured
+
+
+def test_a_stance_model_that_reads_the_holder_reads_it_once_the_holder_is_found(tmp_path, tiny_models):
+    """`holder_in_input`: `tag` reads each statement with "unknown" first (the ranker needs its
+    stance), then again with the holder the ranker found; eval scores the stance with each holder."""
+    import shutil
+
+    import yaml
+
+    from diplotag.eval.report import model_predictions
+    from diplotag.model.tagger import Tagger
+
+    models = tmp_path / "models"
+    shutil.copytree(tiny_models, models)
+    (models / "stance" / "diplotag_config.yaml").write_text(yaml.safe_dump({"holder_in_input": True, "max_length": 160}))
+    tagger = Tagger.from_pretrained(models)
+    assert tagger.stance_reads_holder
+    tagger.holder_ranker = _ranker()
+    firsts = []
+    real = tagger._pair_probs
+    tagger._pair_probs = lambda model, tok, pairs, n: firsts.append([a for a, _ in pairs]) or real(model, tok, pairs, n)
+    text = "The sale of radars to Taipei is a provocation, Beijing's foreign ministry said on Monday."
+    spans = [{"start": 0, "end": 44, "label": "EQUIPMENT_TRANSFER", "holder": "Japan"}]  # an earlier run's holder
+    tagger.predict_stance_and_holders([text], [spans])
+    assert firsts == [["equipment transfer by unknown"], [f"equipment transfer by {spans[0]['holder']}"]]
+
+    firsts.clear()
+    gold = [{"id": "d", "text": text, "spans": [dict(spans[0], stance="oppose", holder="Taiwan")]}]
+    _, stance, holders, by_holder = model_predictions(tagger, gold)
+    assert firsts[-3:] == [["equipment transfer by unknown"], [f"equipment transfer by {holders[0][0]}"],
+                           ["equipment transfer by Taiwan"]]  # without, with the predicted and with the gold holder
+    assert set(by_holder) == {"unknown", "predicted", "gold"}
+
+
+def test_holder_reading_stance_examples_name_the_holder_half_the_time_and_dev_always(small_corpus, tiny_base):
+    from diplotag.data.schema import load_corpus
+    from diplotag.train.config import load_config
+    from diplotag.train.stance import stance_examples
+
+    cfg = load_config("configs/stance.yaml", [f"train_file={small_corpus / 'train.jsonl'}", "holder_in_input=true",
+                                              f"dev_file={small_corpus / 'dev.jsonl'}", f"base_model={tiny_base}"])
+    records = [dict(r, spans=[dict(s, holder="Japan") for s in r["spans"]]) for r in load_corpus(cfg.train_file)]
+    label2id = {s: i for i, s in enumerate(cfg.labels)}
+    firsts = [row["first"] for row in stance_examples(records, cfg, label2id, jitter=True)]
+    named = sum(f.endswith(" by Japan") for f in firsts)
+    assert sum(f.endswith(" by unknown") for f in firsts) + named == len(firsts) and 0.3 < named / len(firsts) < 0.7
+    assert all(row["first"].endswith(" by Japan") for row in stance_examples(records, cfg, label2id, jitter=False))
+    plain = load_config("configs/stance.yaml", [f"train_file={small_corpus / 'train.jsonl'}"])
+    assert all(" by " not in row["first"] for row in stance_examples(records, plain, label2id, jitter=True))

@@ -132,6 +132,23 @@ def test_trained_stance_model_loads_in_a_text_classification_pipeline(tmp_path, 
     assert result["label"] in ("support", "oppose", "neutral")
 
 
+def test_a_lora_stance_model_ships_with_its_calibration_and_settings(tmp_path, tiny_base, tiny_models, small_corpus):
+    """Calibration is written into the run's config.json after training; the shipped adapter
+    folder must carry it, or `diplotag tag` reads uncalibrated stance scores."""
+    from diplotag.model.tagger import STANCE_TEMPERATURE, Tagger
+    from diplotag.train.common import ship_as_default
+
+    path = tiny_config(tmp_path, tiny_base, small_corpus, task="stance", holder_in_input=True)
+    assert main(["train", "stance", "--config", str(path)]) == 0
+    config = tmp_path / "stance" / "config.json"
+    config.write_text(json.dumps(dict(json.loads(config.read_text()), **{STANCE_TEMPERATURE: 1.5})))  # as calibrate does
+    shipped = tmp_path / "models"
+    ship_as_default(tmp_path / "stance", shipped / "stance")
+    assert (shipped / "stance" / "adapter_model.safetensors").exists()
+    tagger = Tagger.from_pretrained(tiny_models / "tagger", stance_path=shipped / "stance")
+    assert tagger.stance_temperature == 1.5 and tagger.stance_reads_holder  # its settings travel with it too
+
+
 def _cli(*args):
     return [sys.executable, "-m", "diplotag.cli", *args]
 

@@ -322,6 +322,10 @@ def ship_as_default(run_dir: Path, dest: Path) -> None:
         return
     if (run_dir / "adapter").is_dir():
         shutil.copytree(run_dir / "adapter", dest)
+        # the calibration fitted after training lives in the run's config.json, not the adapter's
+        fitted = {k: v for k, v in json.loads((run_dir / "config.json").read_text()).items() if k.startswith("diplotag_")}
+        config = json.loads((dest / "config.json").read_text())
+        (dest / "config.json").write_text(json.dumps(dict(config, **fitted), indent=2))
     elif settings.get("finetune") == "full" and settings.get("freeze_word_embeddings"):
         dest.mkdir(parents=True)
         weights = load_file(run_dir / "model.safetensors")

@@ -33,6 +33,10 @@ def jittered(words: list[tuple[int, int]], start: int, end: int, max_words: int,
 
 
 def stance_examples(records, cfg: TrainConfig, label2id: dict, jitter: bool) -> list[dict]:
+    """Gold spans (and, with `jitter`, their jittered copies) as stance inputs. With
+    `holder_in_input`, training examples (`jitter`) name their gold holder half the time and
+    "unknown" otherwise, as `diplotag tag` reads a statement before and after its holder is found;
+    dev examples name their gold holder."""
     rng = random.Random(cfg.seed)
     rows = []
     for r in records:
@@ -43,8 +47,10 @@ def stance_examples(records, cfg: TrainConfig, label2id: dict, jitter: bool) -> 
             if jitter:
                 spans += [dict(s, start=a, end=b) for a, b in
                           (jittered(words, s["start"], s["end"], cfg.boundary_jitter, rng) for _ in range(cfg.jitter_copies))]
+        if cfg.holder_in_input and jitter:
+            spans = [s if rng.random() < 0.5 else dict(s, holder=None) for s in spans]
         for s, (first, second) in zip(spans, stance_inputs(text, spans, cfg.context_sentences,
-                                                           bounds=sentence_bounds(text))):
+                                                           bounds=sentence_bounds(text), holders=cfg.holder_in_input)):
             rows.append({"first": first, "second": second, "label": label2id[s["stance"]]})
     return rows
 
