@@ -218,3 +218,24 @@ def test_holder_reading_stance_examples_name_the_holder_half_the_time_and_dev_al
     assert all(row["first"].endswith(" by Japan") for row in stance_examples(records, cfg, label2id, jitter=False))
     plain = load_config("configs/stance.yaml", [f"train_file={small_corpus / 'train.jsonl'}"])
     assert all(" by " not in row["first"] for row in stance_examples(records, plain, label2id, jitter=True))
+
+
+def test_stance_training_reads_the_holders_a_ranker_gives_out_of_fold():
+    """`predicted_holders`: each statement's holder replaced by a ranker's guess (fitted on other
+    documents); the gold records untouched; a statement that records no holder keeps none."""
+    from diplotag.train.holder import predicted_holders
+
+    pairs = [("Beijing", "China", "Taipei"), ("Moscow", "Russia", "Kyiv"), ("Tokyo", "Japan", "Manila"),
+             ("Seoul", "South Korea", "Hanoi"), ("Paris", "France", "Canberra")] * 2
+    records = []
+    for i, (speaker, holder, other) in enumerate(pairs):
+        text = f"The sale of jets to {other} is a provocation, {speaker} said on Monday."
+        span = {"start": 0, "end": text.index(","), "label": "EQUIPMENT_TRANSFER", "stance": "oppose", "holder": holder}
+        records.append({"id": str(i), "text": text, "spans": [span, dict(span, holder=None)]})
+    records[0]["spans"][0]["holder"] = "Germany"  # a holder its text never names: no ranker can give it
+    guessed = predicted_holders(records, folds=5)
+    assert [r["spans"][0]["holder"] for r in guessed] == [h for _, h, _ in pairs]  # the speaker, learnt from other folds
+    assert all(r["spans"][1]["holder"] is None for r in guessed)
+    assert [r["spans"][0]["holder"] for r in records][:2] == ["Germany", "Russia"]  # the gold stays
+    moved = [dict(r, text=r["text"].replace("is a provocation", "is welcome")) for r in records[:2]]
+    assert [r["spans"][0]["holder"] for r in predicted_holders(moved, fitted_on=records)] == ["China", "Russia"]

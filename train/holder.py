@@ -118,9 +118,8 @@ def train_reranker(cfg: TrainConfig, ranker: HolderRanker, resume: bool, started
     return dev, lambda pairs: [lookup[p] for p in pairs]
 
 
-def train_holder(cfg: TrainConfig, resume: bool = False) -> dict:
-    started = time.time()
-    train = [t for t in candidate_rows(load_split(cfg, cfg.train_file, "label")) if t[2] in t[0]]
+def fit_ranker(train: list, weight_decay: float) -> dict:
+    """The ranker's feature weights, fitted on `candidate_rows` whose gold holder is a candidate."""
     width = max(len(names) for names, *_ in train)
     x = torch.zeros(len(train), width, len(FEATURES))
     mask = torch.full((len(train), width), float("-inf"))
@@ -128,9 +127,33 @@ def train_holder(cfg: TrainConfig, resume: bool = False) -> dict:
     for i, (names, rows, _, _) in enumerate(train):
         x[i, :len(names)], mask[i, :len(names)] = torch.from_numpy(rows), 0.0
     w = torch.zeros(len(FEATURES), requires_grad=True)
-    minimise(w, lambda: torch.nn.functional.cross_entropy(x @ w + mask, gold) + cfg.weight_decay * (w ** 2).sum(),
+    minimise(w, lambda: torch.nn.functional.cross_entropy(x @ w + mask, gold) + weight_decay * (w ** 2).sum(),
              max_iter=500)
-    weights = {f: round(float(v), 6) for f, v in zip(FEATURES, w.detach())}
+    return {f: round(float(v), 6) for f, v in zip(FEATURES, w.detach())}
+
+
+def predicted_holders(records, fitted_on=None, folds: int = 5, weight_decay: float = 1e-4) -> list[dict]:
+    """`records` with each statement's `holder` replaced by the one a ranker (alone, reading the
+    gold stance) gives it: fitted on `fitted_on`, or, without it, on the other `folds` - 1 folds of
+    `records` (out of fold). Holders as wrong as `diplotag tag`'s on unseen documents, for a stance
+    model that learns to read them (`holder_in_input`); a statement that records none keeps none."""
+    out = [dict(r, spans=[dict(s) for s in r["spans"]]) for r in records]
+    for k in range(1 if fitted_on is not None else folds):
+        held = [i for i in range(len(records)) if fitted_on is not None or i % folds == k]
+        train = fitted_on if fitted_on is not None else [r for i, r in enumerate(records) if i % folds != k]
+        ranker = HolderRanker(fit_ranker([t for t in candidate_rows(train) if t[2] in t[0]], weight_decay))
+        guesses = [[dict(s) for s in records[i]["spans"]] for i in held]
+        ranker.predict([records[i]["text"] for i in held], guesses)
+        for i, doc in zip(held, guesses):
+            for s, g in zip(out[i]["spans"], doc):
+                s["holder"] = g["holder"] if s.get("holder") else None
+    return out
+
+
+def train_holder(cfg: TrainConfig, resume: bool = False) -> dict:
+    started = time.time()
+    train = [t for t in candidate_rows(load_split(cfg, cfg.train_file, "label")) if t[2] in t[0]]
+    weights = fit_ranker(train, cfg.weight_decay)
     # no bias: it shifts every candidate alike, and a softmax ignores it
     ranker = HolderRanker(weights, rerank_top=cfg.rerank_top, context_sentences=cfg.context_sentences)
     dev_records = load_split(cfg, cfg.dev_file, "label")

@@ -17,6 +17,7 @@ from ..data.sentences import sentence_bounds
 from ..model.stance import stance_inputs
 from .common import base_path, load_base, load_split, resume_point, train_sequence_classifier, training_arguments, with_lora
 from .config import TrainConfig
+from .holder import predicted_holders
 
 
 def jittered(words: list[tuple[int, int]], start: int, end: int, max_words: int,
@@ -34,9 +35,9 @@ def jittered(words: list[tuple[int, int]], start: int, end: int, max_words: int,
 
 def stance_examples(records, cfg: TrainConfig, label2id: dict, jitter: bool) -> list[dict]:
     """Gold spans (and, with `jitter`, their jittered copies) as stance inputs. With
-    `holder_in_input`, training examples (`jitter`) name their gold holder half the time and
+    `holder_in_input`, training examples (`jitter`) name their `holder` half the time and
     "unknown" otherwise, as `diplotag tag` reads a statement before and after its holder is found;
-    dev examples name their gold holder."""
+    dev examples name theirs (`train_stance` gives both the ranker's holders, not the gold ones)."""
     rng = random.Random(cfg.seed)
     rows = []
     for r in records:
@@ -70,8 +71,12 @@ def train_stance(cfg: TrainConfig, resume: bool = False):
     args = training_arguments(cfg, "eval_macro_f1")
     splits = {}
     with args.main_process_first(desc="tokenizing"):
-        for name, path, jitter in (("train", cfg.train_file, True), ("dev", cfg.dev_file, False)):
-            rows = stance_examples(load_split(cfg, path, "stance"), cfg, label2id, jitter)
+        records = {"train": load_split(cfg, cfg.train_file, "stance"), "dev": load_split(cfg, cfg.dev_file, "stance")}
+        if cfg.holder_in_input:  # the holders `diplotag tag` would give: train's out of fold, dev's by a ranker fitted on train
+            records = {"train": predicted_holders(records["train"]),
+                       "dev": predicted_holders(records["dev"], fitted_on=records["train"])}
+        for name, jitter in (("train", True), ("dev", False)):
+            rows = stance_examples(records[name], cfg, label2id, jitter)
             splits[name] = Dataset.from_list(rows).map(tokenize, batched=True, remove_columns=["first", "second"])
 
     model = load_base(AutoModelForSequenceClassification, cfg, num_labels=len(cfg.labels), id2label=id2label,
