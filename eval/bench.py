@@ -102,7 +102,8 @@ def _run_diplotag(model, docs, backend, threads, repeats, precision, gate, queue
 
     seconds, records = best_of(tag, docs, repeats)
     result = {"seconds": seconds, "peak_rss_mb": _peak_rss_mb(), "gated": [bool(r.get("gated")) for r in records],
-              "spans": [[(s["start"], s["end"], s["label"], s["stance"]) for s in r.get("spans", [])] for r in records]}
+              "spans": [[(s["start"], s["end"], s["label"], s["stance"], s.get("holder")) for s in r.get("spans", [])]
+                        for r in records]}
     if gate:  # where a stream's time goes: the gate alone, and the tagger alone on what a perfect gate would pass
         result["gate_seconds"] = best_of(lambda some: tagger.gate_scores([d["text"] for d in some]), docs, repeats)[0]
         tagger.gate_model = None
@@ -176,8 +177,9 @@ def _run_pipeline(model, docs, threads, max_length, stride, min_words, backend, 
     cls = pipeline("text-classification", model=stance_model, tokenizer=AutoTokenizer.from_pretrained(root / "stance"),
                    device="cpu")
     reads_holder = stance_cfg.get("holder_in_input", False)
-    if reads_holder:  # the stance reads the holder: diplotag's ranker and its cross-encoder (a pipeline) find it
-        ranker, reranker, folder = HolderRanker.from_pretrained(root / "holder"), None, root / "holder" / RERANKER_DIR
+    ranker = reranker = None
+    if (root / "holder" / "holder_ranker.json").exists():  # holders as diplotag gives them: its ranker, its cross-encoder as a pipeline
+        ranker, folder = HolderRanker.from_pretrained(root / "holder"), root / "holder" / RERANKER_DIR
         if ranker.rerank_top:
             reranker = pipeline("text-classification", model=load_model(folder, AutoModelForSequenceClassification),
                                 tokenizer=AutoTokenizer.from_pretrained(folder), device="cpu", top_k=None)
@@ -202,10 +204,11 @@ def _run_pipeline(model, docs, threads, max_length, stride, min_words, backend, 
             texts = [d["text"] for d in some]
             found = ner(texts, batch_size=batch_size)
             stances_of(texts, found)
-            if reads_holder:  # as `diplotag tag`: holders from the first stance, then the stance again
+            if ranker is not None:  # as `diplotag tag`: holders after the stance (and, where it reads them, the stance again)
                 ranker.predict(texts, found, pair_probs=holds if reranker else None)
-                stances_of(texts, found)
-            return [[(e["start"], e["end"], e["label"], e["stance"]) for e in ents] for ents in found]
+                if reads_holder:
+                    stances_of(texts, found)
+            return [[(e["start"], e["end"], e["label"], e["stance"], e.get("holder")) for e in ents] for ents in found]
         return tag
 
     timings = {b: best_of(run(b), docs, repeats) for b in (1, 8, 32)}
@@ -239,7 +242,7 @@ def _in_fresh_process(target, *args, timeout=3 * 3600):
 
 
 def agreement(a, b) -> float:
-    """Share of statements (offsets, label, stance) found by both, over those found by either."""
+    """Share of statements (offsets, label, stance, holder) found by both, over those found by either."""
     both = either = 0
     for x, y in zip(a, b):
         x, y = set(map(tuple, x)), set(map(tuple, y))

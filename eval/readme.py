@@ -107,7 +107,7 @@ def speed_table(res) -> list[str]:
     lines += [f"| transformers `pipeline` (fp32, token- then text-classification over lists, batch size "
               f"{b.get('batch_size', 1)}, our decoding) | {b['seconds']} | {b['docs_per_s']} | "
               f"{b['tokens_per_s']:.0f} | {b['peak_rss_mb']} MB | 1× | |", "",
-              "Statements agreeing: the share of statements (offsets, label, stance) found by both, of those found "
+              "Statements agreeing: the share of statements (offsets, label, stance, holder) found by both, of those found "
               f"by either. Compute: {res['achieved_gflops']} GFLOP/s against a measured {precision} matmul peak of "
               f"{res['matmul_peak_gflops']} GFLOP/s (model FLOPs utilisation {100 * res['model_flops_utilisation']:.0f}%)."]
     if res["scaling"]:

@@ -37,7 +37,7 @@ ACTOR_FEATURES = ("same_sentence_before", "nearest_before", "subject_position", 
                   "object_of_preposition", "followed_by_reporting", "possessive_before",
                   "first_person_issuer", "first_person_dateline", "first_person_most_named",
                   "pronoun_previous_first", "definite_previous_first", "object_of_verb", "clause_first",
-                  "passive_agent", "joint_first_named")
+                  "passive_agent", "joint_first_named", "agent_inside_statement")
 # "We urge …", "The Government condemns …": the document's own voice, i.e. its issuing actor.
 FIRST_PERSON = re.compile(r"(?<![\w’'])(We|we|Our|our|I)\b|\b[Tt]he (Government|Ministry|Opposition)\b")
 # A subject that names nobody ("Its foreign ministry …", "The embassy …", "It …") points back to the
@@ -104,9 +104,11 @@ def candidate_features(text: str, span: dict, mentions, bounds) -> tuple[list[st
     a, b = sentence_of(bounds, start, end) if bounds else (0, len(text))
     first_sentence = next((i for i, (s, _) in enumerate(bounds) if s == a), 0)
     prev_a = bounds[first_sentence - 1][0] if first_sentence > 0 else a
-    names = list(dict.fromkeys(name for _, _, name in mentions))
-    counts = {name: sum(n == name for _, _, n in mentions) for name in names}
-    most_named = max(names, key=counts.get, default=None)
+    mentions_of = {}  # each name's own (start, end) mentions, names in order of first mention
+    for s, e, name in mentions:
+        mentions_of.setdefault(name, []).append((s, e))
+    names = list(mentions_of)
+    most_named = max(names, key=lambda name: len(mentions_of[name]), default=None)
     in_sentence = [name for s, e, name in mentions if a <= s and e <= b and not (start <= s and e <= end)]
     before = [(s, name) for s, e, name in mentions if e <= start]
     nearest = before[-1][1] if before else None
@@ -127,7 +129,7 @@ def candidate_features(text: str, span: dict, mentions, bounds) -> tuple[list[st
     clause = [name for s, e, name in mentions if a + (breaks[-1] if breaks else 0) <= s and e <= start]
     rows = []
     for name in names:
-        own = [(s, e) for s, e, n in mentions if n == name]
+        own = mentions_of[name]
         in_sentence_before = [e for s, e in own if a <= s and e <= start]
         in_sentence_after = [s for s, e in own if s >= end and e <= b]
         gap_before = min((start - e for s, e in own if e <= start), default=10_000)
@@ -150,7 +152,8 @@ def candidate_features(text: str, span: dict, mentions, bounds) -> tuple[list[st
                      any(OBJECT_VERB.search(text[max(a, s - 30):s]) for s, e in own if a <= s and e <= b),
                      bool(clause) and clause[0] == name,
                      any(AGENT.search(text[max(a, s - 15):s]) for s, e in own if a <= s and e <= b),
-                     joint and name == names[0]]
+                     joint and name == names[0],
+                     any(AGENT.search(text[max(start, s - 15):s]) for s, e in own if start <= s and e <= end)]
                     + [0] * len(NONE_FEATURES))
     stance = span.get("stance")
     actor_in_sentence = bool(in_sentence)
@@ -170,30 +173,36 @@ RERANKER_DIR = "reranker"  # the cross-encoder's folder inside the holder model'
 HOLDS = "holder"            # the cross-encoder's class for "this candidate holds the statement"
 
 
-def rerank_input(text: str, bounds, span: dict, name: str, mentions, context_sentences=1) -> tuple[str, str]:
+def rerank_input(text: str, bounds, span: dict, name: str, mentions, context_sentences=1, head_words=0) -> tuple[str, str]:
     """What the cross-encoder reads for one (statement, candidate): the candidate in words, then
-    the statement marked « » in its context with the candidate's own mentions marked [ ]."""
+    the statement marked « » in its context (led by the document's first `head_words` words) with
+    the candidate's own mentions marked [ ]."""
     marks = [(s, e) for s, e, n in mentions if n == name]
     return ("nobody" if name == NO_HOLDER else name), marked_context(text, bounds, span["start"], span["end"],
-                                                                     context_sentences, also=marks)
+                                                                     context_sentences, also=marks, head_words=head_words)
 
 
 class HolderRanker:
     """A linear scorer over `FEATURES`; softmax over a statement's candidates gives the score.
     With `rerank_top`, only its top candidates stay, their scores raised by `rerank_weight` times
-    the cross-encoder's log-odds that each holds the statement."""
+    the cross-encoder's log-odds that each holds the statement, unless the ranker's first candidate
+    leads its second by more than `rerank_margin`."""
 
     def __init__(self, weights: dict, bias: float = 0.0, gazetteer_path: str = str(HOLDERS_FILE),
-                 rerank_top: int = 0, rerank_weight: float = 1.0, context_sentences: int = 1):
-        self.w = np.asarray([weights[f] for f in FEATURES], dtype=np.float32)
+                 rerank_top: int = 0, rerank_weight: float = 1.0, context_sentences: int = 1, head_words: int = 0,
+                 rerank_margin: float = math.inf):
+        # a feature added after a ranker was fitted weighs nothing in it, as when it was fitted
+        self.w = np.asarray([weights.get(f, 0.0) for f in FEATURES], dtype=np.float32)
         self.bias, self.gazetteer = bias, gazetteer(gazetteer_path)
         self.rerank_top, self.rerank_weight, self.context_sentences = rerank_top, rerank_weight, context_sentences
+        self.head_words, self.rerank_margin = head_words, rerank_margin
 
     @classmethod
     def from_pretrained(cls, path) -> "HolderRanker":
         saved = json.loads((Path(path) / "holder_ranker.json").read_text())
         return cls(saved["weights"], saved["bias"], rerank_top=saved.get("rerank_top", 0),
-                   rerank_weight=saved.get("rerank_weight", 1.0), context_sentences=saved.get("context_sentences", 1))
+                   rerank_weight=saved.get("rerank_weight", 1.0), context_sentences=saved.get("context_sentences", 1),
+                   head_words=saved.get("head_words", 0), rerank_margin=saved.get("rerank_margin") or math.inf)
 
     def candidates(self, texts, spans_per_doc, bounds_per_doc=None, top_n=0):
         """Per statement: (span, candidate names, ranker scores, the pairs the cross-encoder reads
@@ -209,7 +218,8 @@ class HolderRanker:
                 names, rows = candidate_features(text, s, mentions, bounds)
                 logits = rows @ self.w + self.bias
                 top = np.argsort(-logits, kind="stable")[:top_n]
-                pairs = [rerank_input(text, bounds, s, names[i], mentions, self.context_sentences) for i in top]
+                pairs = [rerank_input(text, bounds, s, names[i], mentions, self.context_sentences, self.head_words)
+                         for i in top]
                 yield s, names, logits, pairs, top
 
     def predict(self, texts: list[str], spans_per_doc: list[list[dict]], bounds_per_doc=None, pair_probs=None) -> None:
@@ -217,11 +227,15 @@ class HolderRanker:
         sentences around its spans (and one line before), where the caller has them. `pair_probs`:
         the cross-encoder, (candidate, context) pairs → the probability that each candidate holds
         its statement; without it (or `rerank_top`), the ranker decides alone."""
-        rerank = pair_probs is not None and self.rerank_top > 0
+        rerank = pair_probs is not None and self.rerank_top > 0 and self.rerank_weight > 0
         found = list(self.candidates(texts, spans_per_doc, bounds_per_doc, self.rerank_top if rerank else 0))
-        probs = iter(pair_probs([p for *_, pairs, _ in found for p in pairs]) if rerank and found else [])
-        for s, names, logits, pairs, top in found:
-            if rerank:
+        # where the ranker leads by more than `rerank_margin` (fitted on dev: a lead the cross-encoder
+        # never overturned there), its choice stands and the cross-encoder is not run
+        asked = [rerank and not (len(top) > 1 and logits[top[0]] - logits[top[1]] > self.rerank_margin)
+                 for _, _, logits, _, top in found]
+        probs = iter(pair_probs([p for (*_, pairs, _), ask in zip(found, asked) if ask for p in pairs]) if any(asked) else [])
+        for (s, names, logits, pairs, top), ask in zip(found, asked):
+            if ask:
                 p = np.clip(np.fromiter((next(probs) for _ in pairs), dtype=np.float64, count=len(pairs)), 1e-6, 1 - 1e-6)
                 kept = np.full(len(names), -np.inf)
                 kept[top] = logits[top] + self.rerank_weight * np.log(p / (1 - p))

@@ -4,27 +4,43 @@ often stands) with the statement marked by « ».
 
 The same function builds training examples and inference inputs, so the two never drift.
 """
+import re
+
 from ..data.sentences import sentence_bounds, sentence_of
 
 MARK_OPEN, MARK_CLOSE = "«", "»"
 CONTEXT_CHARS = 600  # at most this much context on each side of the statement
 UNKNOWN_HOLDER = "unknown"  # a holder-reading model's input before the holder is known
+HEAD_WORD = re.compile(r"\S+")
 
 
 def label_words(label: str) -> str:
     return label.lower().replace("_", " ")
 
 
-def marked_context(text: str, bounds, start: int, end: int, context_sentences=1, also=(), also_marks=("[", "]")) -> str:
+def marked_context(text: str, bounds, start: int, end: int, context_sentences=1, also=(), also_marks=("[", "]"),
+                   head_words=0) -> str:
     """The statement text[start:end] marked by « » in its sentence and the `context_sentences`
-    before it; the (start, end) ranges in `also` that fall inside it are marked by `also_marks`."""
+    before it; the (start, end) ranges in `also` that fall inside it are marked by `also_marks`.
+    With `head_words`, the document's first words (headline, byline, dateline: where a briefing's
+    or a ministry release's issuer is named) lead it, followed by " … ", where they end before it."""
     a, b = sentence_of(bounds, start, end) if bounds else (0, len(text))
     first = next((i for i, (s, _) in enumerate(bounds) if s == a), 0)
     a = bounds[max(0, first - context_sentences)][0] if bounds else a
     a, b = max(a, start - CONTEXT_CHARS), min(b, end + CONTEXT_CHARS)
-    inserts = sorted([(start, 1, f"{MARK_OPEN} "), (end, 0, f" {MARK_CLOSE}")]
-                     + [m for s, e in also if a <= s and e <= b
-                        for m in ((s, 2, f"{also_marks[0]} "), (e, -1, f" {also_marks[1]}"))])
+    head = ""
+    if head_words:
+        words = list(HEAD_WORD.finditer(text, 0, min(a, CONTEXT_CHARS)))[:head_words]
+        if words:
+            head = with_marks(text, 0, words[-1].end(), [], also, also_marks) + " … "
+    return head + with_marks(text, a, b, [(start, 1, f"{MARK_OPEN} "), (end, 0, f" {MARK_CLOSE}")], also, also_marks)
+
+
+def with_marks(text: str, a: int, b: int, inserts, also, also_marks) -> str:
+    """text[a:b] with `inserts` (position, order, mark) and the `also` ranges inside it marked,
+    whitespace collapsed."""
+    inserts = sorted(list(inserts) + [m for s, e in also if a <= s and e <= b
+                                      for m in ((s, 2, f"{also_marks[0]} "), (e, -1, f" {also_marks[1]}"))])
     pieces, at = [], a
     for pos, _, mark in inserts:
         pieces += [text[at:pos], mark]

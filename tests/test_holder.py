@@ -1,4 +1,6 @@
 """Holders: the gazetteer's variants, the ranker's choice, `none` for statements nobody holds."""
+import math
+
 import numpy as np
 import pytest
 
@@ -67,6 +69,25 @@ def test_a_statement_nobody_holds_gets_none():
     assert span["holder"] == "none"
 
 
+def test_the_cross_encoder_runs_only_where_the_rankers_lead_is_small():
+    """Past `rerank_margin` the ranker's choice stands without the cross-encoder; below it, the
+    cross-encoder's answer counts (here it overturns the ranker)."""
+    text = "The sale of radars to Taipei is a provocation, Beijing's foreign ministry said on Monday."
+    asked = []
+
+    def pair_probs(pairs):  # a cross-encoder sure that nobody holds it
+        asked.extend(pairs)
+        return [0.999999 if first == "nobody" else 1e-6 for first, _ in pairs]
+
+    ranker = _ranker()
+    ranker.rerank_top, ranker.rerank_weight = 2, 1000.0
+    for margin, runs in ((0.5, False), (100.0, True)):  # the ranker leads by 2.5
+        span = {"start": 0, "end": 44, "label": "EQUIPMENT_TRANSFER", "stance": "oppose"}
+        ranker.rerank_margin, asked[:] = margin, []
+        ranker.predict([text], [[span]], pair_probs=pair_probs)
+        assert bool(asked) == runs and span["holder"] == ("none" if runs else "China")
+
+
 def test_holder_training_beats_the_baseline_on_its_own_dev(tmp_path):
     """`diplotag train holder` on a small slice of the corpus: a stamped folder whose ranker is
     at least as good as the nearest preceding actor on dev."""
@@ -96,6 +117,33 @@ def test_the_cross_encoder_reads_the_statement_and_the_candidates_mentions_marke
     assert rerank_input(text, sentence_bounds(text), span, "none", mentions)[0] == "nobody"
 
 
+def test_the_cross_encoder_can_read_the_documents_head_where_the_issuer_is_named():
+    """With `head_words`, the document's first words (its headline or dateline, which name a
+    briefing's issuer) lead the context, the candidate marked there too; never twice."""
+    from diplotag.data.sentences import sentence_bounds
+    from diplotag.model.holder import rerank_input
+
+    text = "Japan MOFA press release, Tokyo\n\nAnswer to question 2.\n\nIt met. The Government opposes the use of water cannon."
+    span = {"start": text.index("opposes"), "end": len(text) - 1}
+    mentions, bounds = gazetteer().mentions(text), sentence_bounds(text)
+    assert rerank_input(text, bounds, span, "Japan", mentions, head_words=3)[1] == (
+        "[ Japan ] MOFA press … It met. The Government « opposes the use of water cannon ».")
+    assert rerank_input(text, bounds, span, "Japan", mentions)[1] == "It met. The Government « opposes the use of water cannon »."
+    early = {"start": text.index("MOFA"), "end": text.index(", Tokyo")}  # no head before a statement in the head
+    assert rerank_input(text, bounds, early, "Japan", mentions, head_words=3)[1] == "[ Japan ] « MOFA press release », [ Tokyo ]"
+
+
+def test_the_agent_of_a_passive_inside_a_statement_is_told_from_its_object():
+    """In "boats « sold by China to Bangladesh »" China acts; Bangladesh, named inside too, does not."""
+    from diplotag.model.holder import FEATURES
+
+    text = "The navy commissioned refurbished boats sold by China to Bangladesh last year."
+    span = {"start": text.index("sold"), "end": text.index(" last"), "label": "EQUIPMENT_TRANSFER", "stance": "support"}
+    names, rows = candidate_features(text, span, gazetteer().mentions(text), [(0, len(text))])
+    agent = FEATURES.index("agent_inside_statement")
+    assert rows[names.index("China")][agent] == 1 and rows[names.index("Bangladesh")][agent] == 0
+
+
 def test_a_trained_cross_encoder_ships_and_rescores_the_rankers_top_candidates(tmp_path, tiny_base, tiny_models):
     """`train holder` with `rerank_top`: the cross-encoder trains (on a tiny random base here), its
     weight is fitted on dev, it ships as an adapter beside the ranker, and `diplotag tag` runs it."""
@@ -110,10 +158,11 @@ def test_a_trained_cross_encoder_ships_and_rescores_the_rankers_top_candidates(t
     assert main(["train", "holder", "--set", f"output_dir={run}", "--set", "max_train_docs=15", "--set",
                  f"base_model={tiny_base}", "--set", "encoder_layers=2", "--set", "rerank_top=2"]) == 0
     dev = json.loads((run / "stamp.json").read_text())["dev_metrics"]
-    from diplotag.train.holder import RERANK_WEIGHTS
+    from diplotag.train.holder import RERANK_MARGINS, RERANK_WEIGHTS
 
     saved = json.loads((run / "holder_ranker.json").read_text())  # the weight dev chose, saved for `tag`
     assert saved["rerank_weight"] == dev["eval_rerank_weight"] in RERANK_WEIGHTS and saved["rerank_top"] == 2
+    assert saved["rerank_margin"] == dev["eval_rerank_margin"] and (saved["rerank_margin"] or math.inf) in RERANK_MARGINS
     models = tmp_path / "models"
     for name in ("tagger", "stance"):
         shutil.copytree(tiny_models / name, models / name)
@@ -125,7 +174,8 @@ def test_a_trained_cross_encoder_ships_and_rescores_the_rankers_top_candidates(t
     asked = []
     real = tagger._pair_probs
     tagger._pair_probs = lambda model, *a: asked.append(model) or real(model, *a)
-    tagger.holder_ranker.rerank_weight = 1000.0  # the cross-encoder decides among the ranker's top two
+    # the cross-encoder decides among the ranker's top two, however far the ranker leads
+    tagger.holder_ranker.rerank_weight, tagger.holder_ranker.rerank_margin = 1000.0, float("inf")
     text = "Beijing said China opposed the sale of jets to Taiwan by the United States, its envoy added."
     spans = [{"start": text.index("opposed"), "end": text.index(", its"), "label": "EQUIPMENT_TRANSFER", "stance": "oppose"}]
     tagger.predict_holders([text], [spans])

@@ -48,7 +48,10 @@ def calibrate(run_root: Path, dev_file: Path) -> dict:
     fitted = {SPAN_CALIBRATION: fit_platt(scores, correct) if scores and 0 < sum(correct) < len(correct) else [1.0, 0.0]}
     if tagger.stance_model is not None:
         gold_spans = [[{k: s[k] for k in ("start", "end", "label")} for s in r["spans"]] for r in dev]
-        tagger.predict_stance_and_holders(texts, gold_spans)  # as `diplotag tag` gives them
+        if tagger.stance_reads_holder:  # as `diplotag tag` gives them: read again with the holders found
+            tagger.predict_stance_and_holders(texts, gold_spans)
+        else:
+            tagger.predict_stance(texts, gold_spans)
         names = [tagger.stance_model.config.id2label[i] for i in range(len(tagger.stance_model.config.id2label))]
         probs = [[s["stance_scores"][n] for n in names] for doc in gold_spans for s in doc]
         gold = [names.index(s["stance"]) for r in dev for s in r["spans"]]

@@ -5,6 +5,7 @@ classifier: does this candidate hold the marked statement?), whose weight beside
 fitted on dev. The dev split reports holder accuracy beside the nearest-preceding-actor baseline.
 """
 import json
+import math
 import time
 
 import numpy as np
@@ -17,6 +18,7 @@ from .common import load_split, minimise, resume_point
 from .config import TrainConfig, file_sha256
 
 RERANK_WEIGHTS = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 1000.0)  # tried on dev; 1000: the cross-encoder decides
+RERANK_MARGINS = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0, math.inf)  # the ranker's lead past which it decides alone
 
 
 def candidate_rows(records):
@@ -40,13 +42,18 @@ def with_holders(records):
     return [t for t, _ in kept], [spans for _, spans in kept], [sentence_bounds(t) for t, _ in kept]
 
 
-def right_holders(ranker: HolderRanker, docs, pair_probs=None) -> int:
-    """How many statements of `docs` (from `with_holders`) the ranker, as `diplotag tag` runs it,
-    gives their gold holder; it predicts on copies, so the gold stays."""
+def guessed_holders(ranker: HolderRanker, docs, pair_probs=None) -> list[str]:
+    """The holder the ranker, as `diplotag tag` runs it, gives each statement of `docs` (from
+    `with_holders`); it predicts on copies, so the gold stays."""
     texts, spans, bounds = docs
     guesses = [[dict(s) for s in doc] for doc in spans]
     ranker.predict(texts, guesses, bounds, pair_probs)
-    return sum(g["holder"] == s["holder"] for doc, guessed in zip(spans, guesses) for s, g in zip(doc, guessed))
+    return [g["holder"] for doc in guesses for g in doc]
+
+
+def right_holders(ranker: HolderRanker, docs, pair_probs=None) -> int:
+    """How many statements of `docs` (from `with_holders`) the ranker gives their gold holder."""
+    return sum(g == s["holder"] for g, s in zip(guessed_holders(ranker, docs, pair_probs), (s for doc in docs[1] for s in doc)))
 
 
 def holder_accuracy(ranker: HolderRanker, records) -> dict:
@@ -155,7 +162,8 @@ def train_holder(cfg: TrainConfig, resume: bool = False) -> dict:
     train = [t for t in candidate_rows(load_split(cfg, cfg.train_file, "label")) if t[2] in t[0]]
     weights = fit_ranker(train, cfg.weight_decay)
     # no bias: it shifts every candidate alike, and a softmax ignores it
-    ranker = HolderRanker(weights, rerank_top=cfg.rerank_top, context_sentences=cfg.context_sentences)
+    ranker = HolderRanker(weights, rerank_top=cfg.rerank_top, context_sentences=cfg.context_sentences,
+                          head_words=cfg.head_words)
     dev_records = load_split(cfg, cfg.dev_file, "label")
     dev = {f"eval_{k}": v for k, v in holder_accuracy(ranker, dev_records).items()}
     saved = {"weights": weights, "bias": 0.0}
@@ -166,11 +174,18 @@ def train_holder(cfg: TrainConfig, resume: bool = False) -> dict:
             ranker.rerank_weight = weight
             tried[weight] = round(right_holders(ranker, dev_docs, dev_probs) / dev["eval_statements"], 4)
         ranker.rerank_weight = max(tried, key=tried.get)  # the first best: the ranker leads on ties
+        # the smallest lead of the ranker that the cross-encoder never overturns on dev
+        every_pair = guessed_holders(ranker, dev_docs, dev_probs)
+        for margin in RERANK_MARGINS:
+            ranker.rerank_margin = margin
+            if guessed_holders(ranker, dev_docs, dev_probs) == every_pair:
+                break
         dev = {"eval_holder_accuracy_ranker_alone": dev["eval_holder_accuracy"],
                "eval_holder_accuracy_cross_encoder_alone": round(reranker_dev["eval_holder_accuracy"], 4),
-               **dev, "eval_holder_accuracy": tried[ranker.rerank_weight], "eval_rerank_weight": ranker.rerank_weight}
-        saved.update(rerank_top=cfg.rerank_top, rerank_weight=ranker.rerank_weight,
-                     context_sentences=cfg.context_sentences)
+               **dev, "eval_holder_accuracy": tried[ranker.rerank_weight], "eval_rerank_weight": ranker.rerank_weight,
+               "eval_rerank_margin": ranker.rerank_margin if math.isfinite(ranker.rerank_margin) else None}
+        saved.update(rerank_top=cfg.rerank_top, rerank_weight=ranker.rerank_weight, rerank_margin=dev["eval_rerank_margin"],
+                     context_sentences=cfg.context_sentences, head_words=cfg.head_words)
     out = cfg.output_dir
     out.mkdir(parents=True, exist_ok=True)
     (out / "holder_ranker.json").write_text(json.dumps(saved, indent=1))
@@ -182,7 +197,8 @@ def train_holder(cfg: TrainConfig, resume: bool = False) -> dict:
     rows = "\n".join(f"| {k} | {v} |" for k, v in dev.items())
     coefs = "\n".join(f"| {k} | {v:+.3f} |" for k, v in weights.items())
     rerank = (f" A cross-encoder (`{RERANKER_DIR}/`, fine-tuned from `{cfg.base_model}`) re-scores its top "
-              f"{cfg.rerank_top} candidates, its log-odds weighted {ranker.rerank_weight} (fitted on dev)."
+              f"{cfg.rerank_top} candidates, its log-odds weighted {ranker.rerank_weight}, unless the ranker leads by "
+              f"more than {ranker.rerank_margin} (both fitted on dev)."
               if cfg.rerank_top else "")
     (out / "README.md").write_text(
         f"# diplotag holder ranker\n\nRanks the actors a document names (gazetteer `data/holders.tsv`) and `none` "
