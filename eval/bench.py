@@ -160,7 +160,7 @@ def _run_pipeline(model, docs, threads, max_length, stride, min_words, backend, 
     from ..model.base import DEFAULT_MODELS
     from ..model.holder import HOLDS, RERANKER_DIR, HolderRanker
     from ..model.stance import stance_inputs
-    from ..model.tagger import Tagger, load_model, quantize_int8
+    from ..model.tagger import Tagger, load_model, quantize_int8, sentences_around
 
     os.environ["TOKENIZERS_PARALLELISM"] = "false"
     torch.set_num_threads(threads)
@@ -186,9 +186,9 @@ def _run_pipeline(model, docs, threads, max_length, stride, min_words, backend, 
             reranker_length = trained_settings(folder, {"max_length": 128})["max_length"]
 
     def run(batch_size):
-        def stances_of(texts, found):  # each statement's stance, in place, by the text-classification pipeline
-            pairs = [p for text, ents in zip(texts, found)
-                     for p in stance_inputs(text, ents, stance_cfg["context_sentences"], holders=reads_holder)]
+        def stances_of(texts, found, bounds):  # each statement's stance, in place, by the text-classification pipeline
+            pairs = [p for text, ents, b in zip(texts, found, bounds)
+                     for p in stance_inputs(text, ents, stance_cfg["context_sentences"], bounds=b, holders=reads_holder)]
             stances = iter(cls([{"text": a, "text_pair": b} for a, b in pairs], batch_size=batch_size,
                                truncation="only_second", max_length=stance_cfg["max_length"]) if pairs else [])
             for ents in found:
@@ -203,11 +203,14 @@ def _run_pipeline(model, docs, threads, max_length, stride, min_words, backend, 
         def tag(some):
             texts = [d["text"] for d in some]
             found = ner(texts, batch_size=batch_size)
-            stances_of(texts, found)
-            if ranker is not None:  # as `diplotag tag`: holders after the stance (and, where it reads them, the stance again)
-                ranker.predict(texts, found, pair_probs=holds if reranker else None)
+            # as `diplotag tag`: sentences segmented once; holders after the stance (and, where it reads them, the stance again)
+            bounds = sentences_around(texts, found, max(stance_cfg["context_sentences"],
+                                                        ranker.context_sentences if ranker else 0, 1))
+            stances_of(texts, found, bounds)
+            if ranker is not None:
+                ranker.predict(texts, found, bounds, pair_probs=holds if reranker else None)
                 if reads_holder:
-                    stances_of(texts, found)
+                    stances_of(texts, found, bounds)
             return [[(e["start"], e["end"], e["label"], e["stance"], e.get("holder")) for e in ents] for ents in found]
         return tag
 

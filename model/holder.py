@@ -202,7 +202,8 @@ class HolderRanker:
         saved = json.loads((Path(path) / "holder_ranker.json").read_text())
         return cls(saved["weights"], saved["bias"], rerank_top=saved.get("rerank_top", 0),
                    rerank_weight=saved.get("rerank_weight", 1.0), context_sentences=saved.get("context_sentences", 1),
-                   head_words=saved.get("head_words", 0), rerank_margin=saved.get("rerank_margin") or math.inf)
+                   head_words=saved.get("head_words", 0),
+                   rerank_margin=math.inf if saved.get("rerank_margin") is None else saved["rerank_margin"])
 
     def candidates(self, texts, spans_per_doc, bounds_per_doc=None, top_n=0):
         """Per statement: (span, candidate names, ranker scores, the pairs the cross-encoder reads
@@ -235,10 +236,12 @@ class HolderRanker:
                  for _, _, logits, _, top in found]
         probs = iter(pair_probs([p for (*_, pairs, _), ask in zip(found, asked) if ask for p in pairs]) if any(asked) else [])
         for (s, names, logits, pairs, top), ask in zip(found, asked):
-            if ask:
-                p = np.clip(np.fromiter((next(probs) for _ in pairs), dtype=np.float64, count=len(pairs)), 1e-6, 1 - 1e-6)
+            if rerank:  # the ranker's top candidates only (so that every score is over the same few), raised where asked
                 kept = np.full(len(names), -np.inf)
-                kept[top] = logits[top] + self.rerank_weight * np.log(p / (1 - p))
+                kept[top] = logits[top]
+                if ask:
+                    p = np.clip(np.fromiter((next(probs) for _ in pairs), dtype=np.float64, count=len(pairs)), 1e-6, 1 - 1e-6)
+                    kept[top] += self.rerank_weight * np.log(p / (1 - p))
                 logits = kept
             p = np.exp(logits - logits.max())
             p /= p.sum()

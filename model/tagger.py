@@ -155,6 +155,13 @@ def decode_document(text: str, enc, windows, id2label: dict, min_words: int = 1,
     return spans
 
 
+def sentences_around(texts: list[str], spans_per_doc: list[list[dict]], lines_before: int) -> list[list]:
+    """Each text's sentence bounds, segmented only around its spans (their lines and `lines_before`
+    lines before each): once, for both the stance model and the holder ranker."""
+    return [sentence_bounds(t, near=[(s["start"], s["end"]) for s in spans], lines_before=lines_before) if spans else []
+            for t, spans in zip(texts, spans_per_doc)]
+
+
 def _batches_by_length(lengths, batch_size):
     """Index batches over items sorted by length, so padding stays small."""
     order = np.argsort(lengths, kind="stable")
@@ -393,11 +400,9 @@ class Tagger:
             tagged = [r for r in records if not r["gated"]]
         texts = [r["text"] for r in tagged]
         spans_per_doc = self.find_spans(texts) if texts else []
-        # sentences only around the statements found, segmented once for the stance model and the holder ranker
-        lines_before = max(self.context_sentences, getattr(self.holder_ranker, "context_sentences", 0), 1)
         needed = self.stance_model is not None or self.holder_ranker is not None
-        bounds = [sentence_bounds(t, near=[(s["start"], s["end"]) for s in spans], lines_before=lines_before)
-                  if spans and needed else [] for t, spans in zip(texts, spans_per_doc)]
+        bounds = sentences_around(texts, spans_per_doc if needed else [[] for _ in texts],
+                                  max(self.context_sentences, getattr(self.holder_ranker, "context_sentences", 0), 1))
         self.predict_stance_and_holders(texts, spans_per_doc, bounds)
         for r in records:
             r["spans"] = []

@@ -162,7 +162,8 @@ def test_a_trained_cross_encoder_ships_and_rescores_the_rankers_top_candidates(t
 
     saved = json.loads((run / "holder_ranker.json").read_text())  # the weight dev chose, saved for `tag`
     assert saved["rerank_weight"] == dev["eval_rerank_weight"] in RERANK_WEIGHTS and saved["rerank_top"] == 2
-    assert saved["rerank_margin"] == dev["eval_rerank_margin"] and (saved["rerank_margin"] or math.inf) in RERANK_MARGINS
+    margin = math.inf if saved["rerank_margin"] is None else saved["rerank_margin"]  # JSON has no infinity
+    assert margin in RERANK_MARGINS and HolderRanker.from_pretrained(run).rerank_margin == margin
     models = tmp_path / "models"
     for name in ("tagger", "stance"):
         shutil.copytree(tiny_models / name, models / name)
@@ -219,6 +220,11 @@ def test_the_cross_encoders_probabilities_go_back_to_their_own_statements():
 
     ranker.predict(texts, spans, [sentence_bounds(t) for t in texts], favour)
     assert calls == [9] and [doc[0]["holder"] for doc in spans] == favoured
+    # the ranker leads by 1.5, 0 and 4.5: past a margin of 1, the first and last statements keep
+    # its choice unasked, and the middle one's three pairs still come back to it
+    ranker.rerank_margin, calls[:] = 1.0, []
+    ranker.predict(texts, spans, [sentence_bounds(t) for t in texts], favour)
+    assert calls == [3] and [doc[0]["holder"] for doc in spans] == ["Japan", favoured[1], "Russia"]
 
 
 def test_a_stance_model_that_reads_the_holder_reads_it_once_the_holder_is_found(tmp_path, tiny_models):

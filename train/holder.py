@@ -174,17 +174,19 @@ def train_holder(cfg: TrainConfig, resume: bool = False) -> dict:
             ranker.rerank_weight = weight
             tried[weight] = round(right_holders(ranker, dev_docs, dev_probs) / dev["eval_statements"], 4)
         ranker.rerank_weight = max(tried, key=tried.get)  # the first best: the ranker leads on ties
-        # the smallest lead of the ranker that the cross-encoder never overturns on dev
+        # the smallest lead of the ranker that the cross-encoder never overturns on dev (none when it weighs nothing)
         every_pair = guessed_holders(ranker, dev_docs, dev_probs)
-        for margin in RERANK_MARGINS:
+        for margin in RERANK_MARGINS if ranker.rerank_weight > 0 else [math.inf]:
             ranker.rerank_margin = margin
             if guessed_holders(ranker, dev_docs, dev_probs) == every_pair:
                 break
         dev = {"eval_holder_accuracy_ranker_alone": dev["eval_holder_accuracy"],
                "eval_holder_accuracy_cross_encoder_alone": round(reranker_dev["eval_holder_accuracy"], 4),
-               **dev, "eval_holder_accuracy": tried[ranker.rerank_weight], "eval_rerank_weight": ranker.rerank_weight,
-               "eval_rerank_margin": ranker.rerank_margin if math.isfinite(ranker.rerank_margin) else None}
-        saved.update(rerank_top=cfg.rerank_top, rerank_weight=ranker.rerank_weight, rerank_margin=dev["eval_rerank_margin"],
+               **dev, "eval_holder_accuracy": tried[ranker.rerank_weight], "eval_rerank_weight": ranker.rerank_weight}
+        margin = ranker.rerank_margin if math.isfinite(ranker.rerank_margin) else None  # JSON has no infinity
+        if margin is not None:
+            dev["eval_rerank_margin"] = margin
+        saved.update(rerank_top=cfg.rerank_top, rerank_weight=ranker.rerank_weight, rerank_margin=margin,
                      context_sentences=cfg.context_sentences, head_words=cfg.head_words)
     out = cfg.output_dir
     out.mkdir(parents=True, exist_ok=True)
