@@ -43,6 +43,19 @@ def test_a_first_person_answer_is_the_document_voice_not_the_actor_it_names():
     assert us[FEATURES.index("object_of_verb")] == 1 and china[FEATURES.index("object_of_verb")] == 0
 
 
+def test_the_none_candidate_reads_the_stance_models_belief_where_it_gave_one():
+    """A gold stance counts as certain; a predicted one counts as sure as the stance model was."""
+    from diplotag.model.holder import FEATURES
+
+    text = "Japan and Vietnam met. The package could include patrol vessels, analysts said."
+    mentions, bounds = gazetteer().mentions(text), [(0, 22), (23, len(text))]
+    gold = {"start": 35, "end": 64, "label": "EQUIPMENT_TRANSFER", "stance": "neutral"}
+    guessed = dict(gold, stance_scores={"support": 0.1, "oppose": 0.3, "neutral": 0.6})
+    nobody = [candidate_features(text, span, mentions, bounds)[1][-1] for span in (gold, guessed)]
+    assert [row[FEATURES.index("none_neutral")] for row in nobody] == pytest.approx([1.0, 0.6])
+    assert [row[FEATURES.index("none_oppose")] for row in nobody] == pytest.approx([0.0, 0.3])
+
+
 def _ranker():
     # a hand-set ranker: the speaker after the statement, else the subject before it; neutral → none
     weights = {"same_sentence_before": 1.0, "nearest_before": 1.0, "speaker_after": 3.0, "none_bias": 0.5,
@@ -100,7 +113,32 @@ def test_holder_training_beats_the_baseline_on_its_own_dev(tmp_path):
     dev = json.loads((tmp_path / "holder" / "stamp.json").read_text())["dev_metrics"]
     assert dev["eval_holder_accuracy"] >= dev["eval_baseline_accuracy"] and dev["eval_statements"] > 50
     ranker = HolderRanker.from_pretrained(tmp_path / "holder")
-    assert np.isfinite(ranker.w).all()
+    assert np.isfinite(ranker.w).all() and ranker.hidden is not None  # configs/holder.yaml: ranker_hidden
+
+
+def test_the_rankers_hidden_units_learn_what_a_linear_score_cannot():
+    """Three kinds of statement whose holder no linear score picks out (it would need a and b each
+    to count against a candidate, and both together for it): the tanh units get all three, and
+    read back from JSON they score as fitted."""
+    import json
+
+    from diplotag.model.holder import FEATURES
+    from diplotag.train.holder import fit_ranker
+
+    def row(a, b):
+        r = np.zeros(len(FEATURES), dtype=np.float32)
+        r[FEATURES.index("subject_position")], r[FEATURES.index("speaker_after")] = a, b
+        return r
+
+    kinds = [((1, 0), (1, 1), "x"), ((0, 1), (1, 1), "x"), ((0, 0), (1, 1), "y")]
+    rows = [(["x", "y"], np.stack([row(*x), row(*y)]), gold, None) for x, y, gold in kinds] * 20
+
+    def right(fitted):
+        ranker = HolderRanker(**json.loads(json.dumps(fitted)))
+        return sum(names[int(np.argmax(ranker.scores(x)))] == gold for names, x, gold, _ in rows[:3])
+
+    assert right(fit_ranker(rows, 1e-4)) < 3
+    assert right(fit_ranker(rows, 1e-4, hidden_units=4)) == 3
 
 
 def test_the_cross_encoder_reads_the_statement_and_the_candidates_mentions_marked():

@@ -160,10 +160,12 @@ def with_lora(model, cfg: TrainConfig, task_type: str, head: str):
     return get_peft_model(model, lora)
 
 
-def minimise(param: torch.Tensor, objective, max_iter: int = 200) -> torch.Tensor:
-    """`param` (a tensor with requires_grad) at the minimum of `objective()`, by L-BFGS with a
-    strong-Wolfe line search: the small convex fits after training (calibration, the holder ranker)."""
-    optimizer = torch.optim.LBFGS([param], max_iter=max_iter, line_search_fn="strong_wolfe")
+def minimise(param: torch.Tensor | list[torch.Tensor], objective, max_iter: int = 200):
+    """`param` (a tensor with requires_grad, or a list of them) at the minimum of `objective()`, by
+    L-BFGS with a strong-Wolfe line search: the small fits after training (calibration, the holder
+    ranker)."""
+    optimizer = torch.optim.LBFGS(param if isinstance(param, list) else [param], max_iter=max_iter,
+                                  line_search_fn="strong_wolfe")
 
     def closure():
         optimizer.zero_grad()
@@ -172,7 +174,7 @@ def minimise(param: torch.Tensor, objective, max_iter: int = 200) -> torch.Tenso
         return value
 
     optimizer.step(closure)
-    return param.detach()
+    return param.detach() if isinstance(param, torch.Tensor) else [p.detach() for p in param]
 
 
 def optimizer_with_head_rate(model, cfg: TrainConfig, head: str):

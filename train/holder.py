@@ -125,18 +125,31 @@ def train_reranker(cfg: TrainConfig, ranker: HolderRanker, resume: bool, started
     return dev, lambda pairs: [lookup[p] for p in pairs]
 
 
-def fit_ranker(train: list, weight_decay: float) -> dict:
-    """The ranker's feature weights, fitted on `candidate_rows` whose gold holder is a candidate."""
+def fit_ranker(train: list, weight_decay: float, hidden_units: int = 0, seed: int = 42) -> dict:
+    """The ranker's weights (`HolderRanker`'s keyword arguments), fitted on `candidate_rows` whose
+    gold holder is a candidate: linear, plus `hidden_units` tanh units where asked."""
     width = max(len(names) for names, *_ in train)
     x = torch.zeros(len(train), width, len(FEATURES))
     mask = torch.full((len(train), width), float("-inf"))
     gold = torch.tensor([names.index(g) for names, _, g, _ in train])
     for i, (names, rows, _, _) in enumerate(train):
         x[i, :len(names)], mask[i, :len(names)] = torch.from_numpy(rows), 0.0
+    torch.manual_seed(seed)  # the hidden layer's start: small random weights, so that its units differ
     w = torch.zeros(len(FEATURES), requires_grad=True)
-    minimise(w, lambda: torch.nn.functional.cross_entropy(x @ w + mask, gold) + weight_decay * (w ** 2).sum(),
-             max_iter=500)
-    return {f: round(float(v), 6) for f, v in zip(FEATURES, w.detach())}
+    into = (0.1 * torch.randn(len(FEATURES), hidden_units)).requires_grad_()
+    bias = torch.zeros(hidden_units, requires_grad=True)
+    out = (0.1 * torch.randn(hidden_units)).requires_grad_()
+    score = lambda: x @ w + torch.tanh(x @ into + bias) @ out
+    penalty = lambda: sum((p ** 2).sum() for p in (w, into, out))
+    minimise([w, into, bias, out] if hidden_units else [w],
+             lambda: torch.nn.functional.cross_entropy(score() + mask, gold) + weight_decay * penalty(),
+             max_iter=500 if not hidden_units else 300)
+    fitted = {"weights": {f: round(float(v), 6) for f, v in zip(FEATURES, w.detach())}}
+    if hidden_units:
+        fitted["hidden"] = {"features": {f: [round(float(v), 6) for v in row] for f, row in zip(FEATURES, into.detach())},
+                            "bias": [round(float(v), 6) for v in bias.detach()],
+                            "out": [round(float(v), 6) for v in out.detach()]}
+    return fitted
 
 
 def predicted_holders(records, fitted_on=None, folds: int = 5, weight_decay: float = 1e-4) -> list[dict]:
@@ -148,7 +161,7 @@ def predicted_holders(records, fitted_on=None, folds: int = 5, weight_decay: flo
     for k in range(1 if fitted_on is not None else folds):
         held = [i for i in range(len(records)) if fitted_on is not None or i % folds == k]
         train = fitted_on if fitted_on is not None else [r for i, r in enumerate(records) if i % folds != k]
-        ranker = HolderRanker(fit_ranker([t for t in candidate_rows(train) if t[2] in t[0]], weight_decay))
+        ranker = HolderRanker(**fit_ranker([t for t in candidate_rows(train) if t[2] in t[0]], weight_decay))
         guesses = [[dict(s) for s in records[i]["spans"]] for i in held]
         ranker.predict([records[i]["text"] for i in held], guesses)
         for i, doc in zip(held, guesses):
@@ -160,13 +173,13 @@ def predicted_holders(records, fitted_on=None, folds: int = 5, weight_decay: flo
 def train_holder(cfg: TrainConfig, resume: bool = False) -> dict:
     started = time.time()
     train = [t for t in candidate_rows(load_split(cfg, cfg.train_file, "label")) if t[2] in t[0]]
-    weights = fit_ranker(train, cfg.weight_decay)
+    fitted = fit_ranker(train, cfg.weight_decay, cfg.ranker_hidden, cfg.seed)
     # no bias: it shifts every candidate alike, and a softmax ignores it
-    ranker = HolderRanker(weights, rerank_top=cfg.rerank_top, context_sentences=cfg.context_sentences,
+    ranker = HolderRanker(**fitted, rerank_top=cfg.rerank_top, context_sentences=cfg.context_sentences,
                           head_words=cfg.head_words)
     dev_records = load_split(cfg, cfg.dev_file, "label")
     dev = {f"eval_{k}": v for k, v in holder_accuracy(ranker, dev_records).items()}
-    saved = {"weights": weights, "bias": 0.0}
+    saved = {**fitted, "bias": 0.0}
     if cfg.rerank_top:
         reranker_dev, dev_probs = train_reranker(cfg, ranker, resume, started)
         tried, dev_docs = {}, with_holders(dev_records)
@@ -174,12 +187,12 @@ def train_holder(cfg: TrainConfig, resume: bool = False) -> dict:
             ranker.rerank_weight = weight
             tried[weight] = round(right_holders(ranker, dev_docs, dev_probs) / dev["eval_statements"], 4)
         ranker.rerank_weight = max(tried, key=tried.get)  # the first best: the ranker leads on ties
-        # the smallest lead of the ranker that the cross-encoder never overturns on dev (none when it weighs nothing)
-        every_pair = guessed_holders(ranker, dev_docs, dev_probs)
-        for margin in RERANK_MARGINS if ranker.rerank_weight > 0 else [math.inf]:
-            ranker.rerank_margin = margin
-            if guessed_holders(ranker, dev_docs, dev_probs) == every_pair:
-                break
+        if ranker.rerank_weight > 0:  # the smallest lead of the ranker that the cross-encoder never overturns on dev
+            every_pair = guessed_holders(ranker, dev_docs, dev_probs)
+            for margin in RERANK_MARGINS:
+                ranker.rerank_margin = margin
+                if guessed_holders(ranker, dev_docs, dev_probs) == every_pair:
+                    break
         dev = {"eval_holder_accuracy_ranker_alone": dev["eval_holder_accuracy"],
                "eval_holder_accuracy_cross_encoder_alone": round(reranker_dev["eval_holder_accuracy"], 4),
                **dev, "eval_holder_accuracy": tried[ranker.rerank_weight], "eval_rerank_weight": ranker.rerank_weight}
@@ -197,14 +210,15 @@ def train_holder(cfg: TrainConfig, resume: bool = False) -> dict:
              "train_seconds": round(time.time() - started, 1), "dev_metrics": dev}
     (out / "stamp.json").write_text(json.dumps(stamp, indent=1))
     rows = "\n".join(f"| {k} | {v} |" for k, v in dev.items())
-    coefs = "\n".join(f"| {k} | {v:+.3f} |" for k, v in weights.items())
+    coefs = "\n".join(f"| {k} | {v:+.3f} |" for k, v in fitted["weights"].items())
     rerank = (f" A cross-encoder (`{RERANKER_DIR}/`, fine-tuned from `{cfg.base_model}`) re-scores its top "
               f"{cfg.rerank_top} candidates, its log-odds weighted {ranker.rerank_weight}, unless the ranker leads by "
               f"more than {ranker.rerank_margin} (both fitted on dev)."
               if cfg.rerank_top else "")
     (out / "README.md").write_text(
         f"# diplotag holder ranker\n\nRanks the actors a document names (gazetteer `data/holders.tsv`) and `none` "
-        f"as the holder of each statement: a conditional logit over {len(FEATURES)} position features, fitted by "
+        f"as the holder of each statement: a conditional logit over {len(FEATURES)} position features"
+        f"{f' (linear, plus {cfg.ranker_hidden} tanh units)' if cfg.ranker_hidden else ''}, fitted by "
         f"`diplotag train holder` on {len(train)} train statements.{rerank}\n\n## Dev (gold statements)\n\n"
         f"| metric | value |\n|---|---|\n{rows}\n\n## Weights\n\n| feature | weight |\n|---|---|\n{coefs}\n\n"
         f"data sha256 `{stamp['data_sha256']}`, config sha256 `{stamp['config_sha256']}`\n")
