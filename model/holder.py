@@ -1,11 +1,12 @@
 """Who holds each statement: the actors a document names (found by the gazetteer in
 data/holders.tsv, with their demonyms, capitals, ministries and state media), plus `none`, ranked
-for each statement by a logistic model over where each candidate stands relative to it —
+for each statement by a logistic model (linear, with a few tanh units where fitted with them)
+over where each candidate stands relative to it —
 the subject just before it, the speaker of a "…, the ministry said" after it, a name inside
 it (usually the object, not the holder, as after "warned …" or "to …"), the dateline, how often
 the document names it, the actor a pronoun subject ("It warned …") points back to, the document's
-own voice for "We urge …" — and the statement's stance and setting (a neutral statement, or advice
-in an opinion piece, is mostly nobody's).
+own voice for "We urge …" — and the statement's stance (the stance model's probabilities, where it
+gave them) and setting (a neutral statement, or advice in an opinion piece, is mostly nobody's).
 
 Where the ranker ships a cross-encoder (`reranker/`, trained by `diplotag train holder` with
 `rerank_top`), it re-scores the ranker's top candidates: it reads the candidate's name beside the
@@ -179,7 +180,7 @@ HOLDS = "holder"            # the cross-encoder's class for "this candidate hold
 
 def rerank_input(text: str, bounds, span: dict, name: str, mentions, context_sentences=1, head_words=0) -> tuple[str, str]:
     """What the cross-encoder reads for one (statement, candidate): the candidate in words, then
-    the statement marked « » in its context (led by the document's first `head_words` words) with
+    the statement marked « » in its context (then the document's first `head_words` words) with
     the candidate's own mentions marked [ ]."""
     marks = [(s, e) for s, e, n in mentions if n == name]
     return ("nobody" if name == NO_HOLDER else name), marked_context(text, bounds, span["start"], span["end"],

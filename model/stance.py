@@ -5,6 +5,7 @@ often stands) with the statement marked by « ».
 The same function builds training examples and inference inputs, so the two never drift.
 """
 import re
+from itertools import islice
 
 from ..data.sentences import sentence_bounds, sentence_of
 
@@ -23,17 +24,16 @@ def marked_context(text: str, bounds, start: int, end: int, context_sentences=1,
     """The statement text[start:end] marked by « » in its sentence and the `context_sentences`
     before it; the (start, end) ranges in `also` that fall inside it are marked by `also_marks`.
     With `head_words`, the document's first words (headline, byline, dateline: where a briefing's
-    or a ministry release's issuer is named) lead it, followed by " … ", where they end before it."""
+    or a ministry release's issuer is named; whole words, within its first CONTEXT_CHARS) follow it
+    after " … ", where they end before it: last, so that a truncated input loses them, not the
+    statement's closing mark."""
     a, b = sentence_of(bounds, start, end) if bounds else (0, len(text))
     first = next((i for i, (s, _) in enumerate(bounds) if s == a), 0)
     a = bounds[max(0, first - context_sentences)][0] if bounds else a
     a, b = max(a, start - CONTEXT_CHARS), min(b, end + CONTEXT_CHARS)
-    head = ""
-    if head_words:
-        words = list(HEAD_WORD.finditer(text, 0, min(a, CONTEXT_CHARS)))[:head_words]
-        if words:
-            head = with_marks(text, 0, words[-1].end(), [], also, also_marks) + " … "
-    return head + with_marks(text, a, b, [(start, 1, f"{MARK_OPEN} "), (end, 0, f" {MARK_CLOSE}")], also, also_marks)
+    context = with_marks(text, a, b, [(start, 1, f"{MARK_OPEN} "), (end, 0, f" {MARK_CLOSE}")], also, also_marks)
+    words = [w for w in islice(HEAD_WORD.finditer(text, 0, a), head_words) if w.end() <= CONTEXT_CHARS]
+    return context + " … " + with_marks(text, 0, words[-1].end(), [], also, also_marks) if words else context
 
 
 def with_marks(text: str, a: int, b: int, inserts, also, also_marks) -> str:

@@ -157,7 +157,8 @@ def test_the_cross_encoder_reads_the_statement_and_the_candidates_mentions_marke
 
 def test_the_cross_encoder_can_read_the_documents_head_where_the_issuer_is_named():
     """With `head_words`, the document's first words (its headline or dateline, which name a
-    briefing's issuer) lead the context, the candidate marked there too; never twice."""
+    briefing's issuer) follow the context, the candidate marked there too; never twice; last, so
+    that truncation takes them before the statement's closing mark; never half a word."""
     from diplotag.data.sentences import sentence_bounds
     from diplotag.model.holder import rerank_input
 
@@ -165,10 +166,15 @@ def test_the_cross_encoder_can_read_the_documents_head_where_the_issuer_is_named
     span = {"start": text.index("opposes"), "end": len(text) - 1}
     mentions, bounds = gazetteer().mentions(text), sentence_bounds(text)
     assert rerank_input(text, bounds, span, "Japan", mentions, head_words=3)[1] == (
-        "[ Japan ] MOFA press … It met. The Government « opposes the use of water cannon ».")
+        "It met. The Government « opposes the use of water cannon ». … [ Japan ] MOFA press")
     assert rerank_input(text, bounds, span, "Japan", mentions)[1] == "It met. The Government « opposes the use of water cannon »."
     early = {"start": text.index("MOFA"), "end": text.index(", Tokyo")}  # no head before a statement in the head
     assert rerank_input(text, bounds, early, "Japan", mentions, head_words=3)[1] == "[ Japan ] « MOFA press release », [ Tokyo ]"
+    from diplotag.model.stance import CONTEXT_CHARS
+
+    long = "Briefing " + "x" * (CONTEXT_CHARS - 12) + " Manila" + " filler." * 100 + " The Government opposes it."
+    span = {"start": long.index("opposes"), "end": len(long) - 1}
+    assert rerank_input(long, sentence_bounds(long), span, "Japan", [], head_words=5)[1].endswith("». … Briefing " + "x" * (CONTEXT_CHARS - 12))
 
 
 def test_the_agent_of_a_passive_inside_a_statement_is_told_from_its_object():

@@ -53,7 +53,7 @@ class TrainConfig(BaseModel):
     # so one model reads statements before and after `diplotag tag` has found their holders)
     holder_in_input: bool = False
     rerank_top: int = Field(0, ge=0)                   # holder: a cross-encoder re-scores the ranker's top N; 0 = none
-    head_words: int = Field(0, ge=0)                   # holder: the document's first N words lead the cross-encoder's context
+    head_words: int = Field(0, ge=0)                   # holder: the document's first N words close the cross-encoder's context
     ranker_hidden: int = Field(0, ge=0)                # holder: tanh units beside the ranker's linear score; 0 = linear
     # classifier: the dev metric that picks the checkpoint (macro_f1, accuracy or recall_<label>)
     best_metric: str = "macro_f1"
