@@ -153,6 +153,7 @@ def _run_pipeline(model, docs, threads, max_length, stride, min_words, backend, 
     over the list of statements found; each at the best of batch sizes 1, 8 and 32."""
     import os
 
+    import numpy as np
     import torch
     import yaml
     from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification, AutoTokenizer, pipeline
@@ -160,7 +161,7 @@ def _run_pipeline(model, docs, threads, max_length, stride, min_words, backend, 
     from ..model.base import DEFAULT_MODELS
     from ..model.holder import HOLDS, RERANKER_DIR, HolderRanker
     from ..model.stance import stance_inputs
-    from ..model.tagger import STANCE_TEMPERATURE, Tagger, load_model, quantize_int8, sentences_around
+    from ..model.tagger import STANCE_TEMPERATURE, Tagger, load_model, quantize_int8, sentences_around, stance_of
 
     os.environ["TOKENIZERS_PARALLELISM"] = "false"
     torch.set_num_threads(threads)
@@ -177,7 +178,8 @@ def _run_pipeline(model, docs, threads, max_length, stride, min_words, backend, 
     cls = pipeline("text-classification", model=stance_model, tokenizer=AutoTokenizer.from_pretrained(root / "stance"),
                    device="cpu")
     reads_holder = stance_cfg.get("holder_in_input", False)
-    temperature = getattr(stance_model.config, STANCE_TEMPERATURE, None) or 1.0
+    temperature = getattr(stance_model.config, STANCE_TEMPERATURE, None)
+    names = {int(k): v for k, v in stance_model.config.id2label.items()}
     ranker = reranker = None
     if (root / "holder" / "holder_ranker.json").exists():  # holders as diplotag gives them: its ranker, its cross-encoder as a pipeline
         ranker, folder = HolderRanker.from_pretrained(root / "holder"), root / "holder" / RERANKER_DIR
@@ -193,10 +195,10 @@ def _run_pipeline(model, docs, threads, max_length, stride, min_words, backend, 
             stances = iter(cls([{"text": a, "text_pair": b} for a, b in pairs], batch_size=batch_size, top_k=None,
                                truncation="only_second", max_length=stance_cfg["max_length"]) if pairs else [])
             for ents in found:
-                for e in ents:  # the probabilities at the temperature in the model's config.json: the holder ranker reads them
-                    scores = {x["label"]: x["score"] ** (1 / temperature) for x in next(stances)}
-                    e["stance_scores"] = {k: v / sum(scores.values()) for k, v in scores.items()}
-                    e["stance"] = max(scores, key=scores.get)
+                for e in ents:  # the scores at the temperature in the model's config.json, as diplotag gives them
+                    scores = {x["label"]: x["score"] for x in next(stances)}
+                    e["stance"], e["stance_scores"] = stance_of(np.array([scores[names[i]] for i in range(len(names))]),
+                                                                names, temperature)
 
         def holds(pairs):
             scores = reranker([{"text": a, "text_pair": b} for a, b in pairs], batch_size=batch_size,

@@ -45,8 +45,8 @@ def nervaluate_scores(gold, pred, labels) -> dict:
     pick = ("precision", "recall", "f1", "correct", "incorrect", "partial", "missed", "spurious")
     out = {"overall": {schema: {k: round(float(getattr(r, k)), 4) for k in pick}
                        for schema, r in results["overall"].items()}}
-    for lab, res in results["entities"].items():
-        out[lab] = {schema: round(float(r.f1), 4) for schema, r in res.items()}
+    for lab in labels:  # in the labels' order, not nervaluate's, so that result files diff cleanly
+        out[lab] = {schema: round(float(r.f1), 4) for schema, r in results["entities"][lab].items()}
     return out
 
 

@@ -111,7 +111,7 @@ def speed_table(res) -> list[str]:
               f"by either. Compute: {res['achieved_gflops']} GFLOP/s against a measured {precision} matmul peak of "
               f"{res['matmul_peak_gflops']} GFLOP/s (model FLOPs utilisation {100 * res['model_flops_utilisation']:.0f}%)."]
     if res["scaling"]:
-        lines[-1] += (" Cost per 1,000 tokens at three workload sizes: "
+        lines[-1] += (" Cost per 1,000 tokens at three workload sizes (one run each, on another draw of articles; single runs on this machine vary by a third): "
                       + ", ".join(f"{s['documents']} documents ({s['tokens']} tokens): {s['seconds_per_1k_tokens']:.3f} s"
                                   for s in res["scaling"]) + ".")
     if "gate" in res:

@@ -159,8 +159,8 @@ def candidate_features(text: str, span: dict, mentions, bounds) -> tuple[list[st
     # the stance model's belief where it gave one (the ranker was fitted on gold stances): a stance it
     # was unsure of then sways the holder less than a hard label would (dev, the model's own stance:
     # 0.854 → 0.863 for the ranker alone)
-    scores = span.get("stance_scores") or {}
-    neutral, oppose = (scores.get(k, float(span.get("stance") == k)) for k in ("neutral", "oppose"))
+    scores = span.get("stance_scores")
+    neutral, oppose = (scores.get(k, 0.0) if scores else float(span.get("stance") == k) for k in ("neutral", "oppose"))
     actor_in_sentence = bool(in_sentence)
     rows.append([0] * len(ACTOR_FEATURES) + [1, neutral, oppose,
                                              bool(NOBODY.search(text[a:b])), not actor_in_sentence,
@@ -254,7 +254,8 @@ class HolderRanker:
         found = list(self.candidates(texts, spans_per_doc, bounds_per_doc, self.rerank_top if rerank else 0))
         # where the ranker leads by more than `rerank_margin` (fitted on dev: a lead the cross-encoder
         # never overturned there), its choice stands and the cross-encoder is not run
-        asked = [rerank and not (len(top) > 1 and logits[top[0]] - logits[top[1]] > self.rerank_margin)
+        # (a statement with one candidate, `none`, has nothing to re-score)
+        asked = [rerank and len(top) > 1 and not logits[top[0]] - logits[top[1]] > self.rerank_margin
                  for _, _, logits, _, top in found]
         probs = iter(pair_probs([p for (*_, pairs, _), ask in zip(found, asked) if ask for p in pairs]) if any(asked) else [])
         for (s, names, logits, pairs, top), ask in zip(found, asked):

@@ -32,7 +32,7 @@ def marked_context(text: str, bounds, start: int, end: int, context_sentences=1,
     a = bounds[max(0, first - context_sentences)][0] if bounds else a
     a, b = max(a, start - CONTEXT_CHARS), min(b, end + CONTEXT_CHARS)
     context = with_marks(text, a, b, [(start, 1, f"{MARK_OPEN} "), (end, 0, f" {MARK_CLOSE}")], also, also_marks)
-    words = [w for w in islice(HEAD_WORD.finditer(text, 0, a), head_words) if w.end() <= CONTEXT_CHARS]
+    words = [w for w in islice(HEAD_WORD.finditer(text), head_words) if w.end() <= min(a, CONTEXT_CHARS)]
     return context + " … " + with_marks(text, 0, words[-1].end(), [], also, also_marks) if words else context
 
 

@@ -178,6 +178,16 @@ def _pad(rows, pad_id):
     return ids, mask
 
 
+def stance_of(probs: np.ndarray, names: dict[int, str], temperature: float | None = None) -> tuple[str, dict]:
+    """A stance model's answer from its softmax `probs` (class id → `names`): the stance and every
+    stance's score, at the model's fitted `temperature` where it has one (the holder ranker reads
+    these scores, so the speed bench's pipeline side computes them here too)."""
+    if temperature:  # softmax(logits / T), from the probabilities
+        probs = np.power(np.clip(probs, 1e-12, 1), 1 / temperature)
+        probs = probs / probs.sum()
+    return names[int(probs.argmax())], {names[i]: round(float(x), 4) for i, x in enumerate(probs)}
+
+
 class Tagger:
     def __init__(self, tagger_model, tagger_tokenizer, stance_model=None, stance_tokenizer=None, *,
                  max_length=512, stride=128, batch_size=8, stance_batch_size=32, stance_max_length=160, context_sentences=1,
@@ -349,11 +359,7 @@ class Tagger:
         probs = self._pair_probs(self.stance_model, self.stance_tokenizer, pairs, self.stance_max_length)
         names = {int(k): v for k, v in self.stance_model.config.id2label.items()}
         for s, p in zip(where, probs):
-            if self.stance_temperature:  # softmax(logits / T), from the probabilities
-                p = np.power(np.clip(p, 1e-12, 1), 1 / self.stance_temperature)
-                p = p / p.sum()
-            s["stance"] = names[int(p.argmax())]
-            s["stance_scores"] = {names[i]: round(float(x), 4) for i, x in enumerate(p)}
+            s["stance"], s["stance_scores"] = stance_of(p, names, self.stance_temperature)
 
     def _pair_probs(self, model, tokenizer, pairs: list[tuple[str, str]], max_length: int) -> list[np.ndarray]:
         """A sequence-pair classifier's softmax for each (first, second) pair, the second truncated."""

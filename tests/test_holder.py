@@ -175,6 +175,10 @@ def test_the_cross_encoder_can_read_the_documents_head_where_the_issuer_is_named
     long = "Briefing " + "x" * (CONTEXT_CHARS - 12) + " Manila" + " filler." * 100 + " The Government opposes it."
     span = {"start": long.index("opposes"), "end": len(long) - 1}
     assert rerank_input(long, sentence_bounds(long), span, "Japan", [], head_words=5)[1].endswith("». … Briefing " + "x" * (CONTEXT_CHARS - 12))
+    one_sentence = "abcdefghij " * 91 + "The Government opposes it."  # the context starts inside a word of the head
+    span = {"start": one_sentence.index("opposes"), "end": len(one_sentence) - 1}
+    head = rerank_input(one_sentence, sentence_bounds(one_sentence), span, "Japan", [], head_words=100)[1].split(" … ")[1]
+    assert set(head.split()) == {"abcdefghij"}
 
 
 def test_the_agent_of_a_passive_inside_a_statement_is_told_from_its_object():
@@ -225,7 +229,7 @@ def test_a_trained_cross_encoder_ships_and_rescores_the_rankers_top_candidates(t
     spans = [{"start": text.index("opposed"), "end": text.index(", its"), "label": "EQUIPMENT_TRANSFER", "stance": "oppose"}]
     tagger.predict_holders([text], [spans])
     names, rows = candidate_features(text, spans[0], gazetteer().mentions(text), [(0, len(text))])
-    top_two = {names[i] for i in np.argsort(-(rows @ tagger.holder_ranker.w), kind="stable")[:2]}
+    top_two = {names[i] for i in np.argsort(-tagger.holder_ranker.scores(rows), kind="stable")[:2]}
     assert tagger.holder_reranker in asked and spans[0]["holder"] in top_two and 0 < spans[0]["holder_score"] <= 1
     shutil.rmtree(models / "holder" / "reranker")  # a ranker that expects its cross-encoder does not run without it
     with pytest.raises(FileNotFoundError, match="cross-encoder"):
@@ -252,7 +256,7 @@ def test_the_cross_encoders_probabilities_go_back_to_their_own_statements():
     favoured = []
     for text, doc, rank in zip(texts, spans, (1, 2, 0)):
         names, rows = candidate_features(text, doc[0], gazetteer().mentions(text), sentence_bounds(text))
-        favoured.append(names[np.argsort(-(rows @ ranker.w), kind="stable")[rank]])
+        favoured.append(names[np.argsort(-ranker.scores(rows), kind="stable")[rank]])
     calls = []
 
     marked = [f"« {t[d[0]['start']:d[0]['end']].split()[0]} " for t, d in zip(texts, spans)]  # its first word

@@ -72,7 +72,7 @@ def train_stance(cfg: TrainConfig, resume: bool = False):
     splits = {}
     with args.main_process_first(desc="tokenizing"):
         records = {"train": load_split(cfg, cfg.train_file, "stance"), "dev": load_split(cfg, cfg.dev_file, "stance")}
-        if cfg.holder_in_input:  # the holders `diplotag tag` would give: train's out of fold, dev's by a ranker fitted on train
+        if cfg.holder_in_input:  # holders as a ranker would give them: train's out of fold, dev's by a ranker fitted on train
             records = {"train": predicted_holders(records["train"]),
                        "dev": predicted_holders(records["dev"], fitted_on=records["train"])}
         for name, jitter in (("train", True), ("dev", False)):
