@@ -114,6 +114,11 @@ def test_holder_training_beats_the_baseline_on_its_own_dev(tmp_path):
     assert dev["eval_holder_accuracy"] >= dev["eval_baseline_accuracy"] and dev["eval_statements"] > 50
     ranker = HolderRanker.from_pretrained(tmp_path / "holder")
     assert np.isfinite(ranker.w).all() and ranker.hidden is not None  # configs/holder.yaml: ranker_hidden
+    # the ranker's own L2 penalty, apart from the cross-encoder's decay: a huge one leaves it all but unfitted
+    assert main(["train", "holder", "--set", f"output_dir={tmp_path / 'flat'}", "--set", "max_train_docs=60",
+                 "--set", "rerank_top=0", "--set", "ranker_weight_decay=1000"]) == 0
+    flat = HolderRanker.from_pretrained(tmp_path / "flat")
+    assert np.abs(flat.w).max() < 0.05 < np.abs(ranker.w).max()
 
 
 def test_the_rankers_hidden_units_learn_what_a_linear_score_cannot():

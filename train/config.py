@@ -55,6 +55,7 @@ class TrainConfig(BaseModel):
     rerank_top: int = Field(0, ge=0)                   # holder: a cross-encoder re-scores the ranker's top N; 0 = none
     head_words: int = Field(0, ge=0)                   # holder: the document's first N words close the cross-encoder's context
     ranker_hidden: int = Field(0, ge=0)                # holder: tanh units beside the ranker's linear score; 0 = linear
+    ranker_weight_decay: float | None = Field(None, ge=0)  # holder: the ranker's L2 penalty; unset: weight_decay's
     # classifier: the dev metric that picks the checkpoint (macro_f1, accuracy or recall_<label>)
     best_metric: str = "macro_f1"
 
@@ -93,12 +94,13 @@ class TrainConfig(BaseModel):
         has its own hash), so the same run from another folder stamps the same, and so are
         settings read only at inference (min_span_words), and so are LoRA settings in a full
         fine-tuning run, which never reads them, and so are `rerank_top` outside the holder task
-        `best_metric` outside the classifier and `holder_in_input`, `head_words` and `ranker_hidden` when off (keys
+        `best_metric` outside the classifier and `holder_in_input`, `head_words`, `ranker_hidden` and `ranker_weight_decay` when off (keys
         added later: older stamps stay current)."""
         ignored = {"train_file", "dev_file", "output_dir", "min_span_words"} | ({"lora"} if self.finetune == "full" else set())
         ignored |= ({"rerank_top"} if self.task != "holder" else set()) | ({"best_metric"} if self.task != "classifier" else set())
         ignored |= (set() if self.holder_in_input else {"holder_in_input"}) | (set() if self.head_words else {"head_words"})
-        ignored |= set() if self.ranker_hidden else {"ranker_hidden"}
+        ignored |= (set() if self.ranker_hidden else {"ranker_hidden"}) | (
+            set() if self.ranker_weight_decay is not None else {"ranker_weight_decay"})
         settings = self.model_dump(mode="json", exclude=ignored)
         return hashlib.sha256(yaml.safe_dump(settings, sort_keys=True).encode()).hexdigest()
 

@@ -175,7 +175,8 @@ def predicted_holders(records, fitted_on=None, folds: int = 5, weight_decay: flo
 def train_holder(cfg: TrainConfig, resume: bool = False) -> dict:
     started = time.time()
     train = [t for t in candidate_rows(load_split(cfg, cfg.train_file, "label")) if t[2] in t[0]]
-    fitted = fit_ranker(train, cfg.weight_decay, cfg.ranker_hidden, cfg.seed)
+    fitted = fit_ranker(train, cfg.weight_decay if cfg.ranker_weight_decay is None else cfg.ranker_weight_decay,
+                        cfg.ranker_hidden, cfg.seed)
     # no bias: it shifts every candidate alike, and a softmax ignores it
     ranker = HolderRanker(**fitted, rerank_top=cfg.rerank_top, context_sentences=cfg.context_sentences,
                           head_words=cfg.head_words)
