@@ -19,6 +19,7 @@ from transformers import AutoConfig, AutoModelForSequenceClassification, AutoMod
 
 from ..data.align import bio_to_char_spans, encode_documents, merge_window_probs, special_tokens_template, window_features
 from .base import DEFAULT_MODELS, resolve_base
+from .gate import PREFILTER_FILE, WordPrefilter
 from ..data.sentences import sentence_bounds
 from .holder import HOLDS, RERANKER_DIR, HolderRanker
 from .stance import stance_inputs
@@ -192,7 +193,7 @@ class Tagger:
     def __init__(self, tagger_model, tagger_tokenizer, stance_model=None, stance_tokenizer=None, *,
                  max_length=512, stride=128, batch_size=8, stance_batch_size=32, stance_max_length=160, context_sentences=1,
                  min_words=1, device="cpu", holder_ranker=None, calibrated=True, min_score=0.0, precision="fp32",
-                 gate_model=None, gate_tokenizer=None, gate_max_length=128, gate_threshold=GATE_THRESHOLD,
+                 gate_model=None, gate_tokenizer=None, gate_max_length=128, gate_threshold=GATE_THRESHOLD, gate_prefilter=None,
                  holder_reranker=None, holder_reranker_tokenizer=None, holder_reranker_max_length=128,
                  stance_reads_holder=False):
         if precision not in PRECISIONS:
@@ -210,6 +211,7 @@ class Tagger:
         # the relevance gate: documents it calls off-topic skip the tagger (`tag` marks them `gated`)
         self.gate_model, self.gate_tokenizer = place(gate_model), gate_tokenizer
         self.gate_max_length, self.gate_threshold = gate_max_length, gate_threshold
+        self.gate_prefilter = gate_prefilter  # its cheap first stage, where it has one (model/gate.py)
         self.holder_ranker = holder_ranker
         # the holder ranker's cross-encoder, where it has one (model/holder.py)
         self.holder_reranker, self.holder_reranker_tokenizer = place(holder_reranker), holder_reranker_tokenizer
@@ -286,8 +288,11 @@ class Tagger:
             kw.setdefault("gate_max_length", yaml.safe_load(trained.read_text())["max_length"] if trained.exists() else 128)
             kw["gate_model"] = load_model(root / "gate", AutoModelForSequenceClassification)
             kw["gate_tokenizer"] = AutoTokenizer.from_pretrained(root / "gate")
-            if GATE_REJECTS not in kw["gate_model"].config.label2id:
-                raise ValueError(f"{root / 'gate'}: a gate classifier has a {GATE_REJECTS!r} class")
+            if (root / "gate" / PREFILTER_FILE).exists():
+                kw["gate_prefilter"] = WordPrefilter.from_pretrained(root / "gate")
+            classes = [kw["gate_model"].config.label2id] + ([kw["gate_prefilter"].labels] if "gate_prefilter" in kw else [])
+            if any(GATE_REJECTS not in c for c in classes):
+                raise ValueError(f"{root / 'gate'}: a gate classifier (and its prefilter) has a {GATE_REJECTS!r} class")
         if backend == "int8":
             tagger, stance = (quantize_int8(m) if m is not None else None for m in (tagger, stance))
         elif backend != "torch":
@@ -338,12 +343,24 @@ class Tagger:
         return [s for s in spans if s["score"] >= self.min_score]
 
     def gate_scores(self, texts: list[str]) -> list[float]:
-        """The gate's probability that each text is off-topic, from its first tokens."""
-        enc = self.gate_tokenizer(texts, truncation=True, max_length=self.gate_max_length)
-        probs = self._run(self.gate_model, enc["input_ids"], self.gate_tokenizer.pad_token_id,
-                          enc.get("token_type_ids"), self.stance_batch_size)
-        reject = self.gate_model.config.label2id[GATE_REJECTS]
-        return [float(p[reject]) for p in probs]
+        """The gate's probability that each text is off-topic: the classifier's, from the text's first
+        tokens; with a prefilter, the prefilter's (over the whole text) where it is sure, i.e. at or
+        over its own threshold, and elsewhere the classifier's, run only there. `gate_threshold` then
+        applies to that score, so that the eval can apply the gate after the fact. (With the two
+        thresholds equal, a text is skipped where either stage's probability reaches it.)"""
+        scores, unsure = np.zeros(len(texts)), list(range(len(texts)))
+        if self.gate_prefilter is not None:
+            first = self.gate_prefilter.probabilities(texts)[:, self.gate_prefilter.labels.index(GATE_REJECTS)]
+            sure = first >= self.gate_prefilter.threshold
+            scores, unsure = np.where(sure, first, 0.0), np.flatnonzero(~sure).tolist()
+        if unsure:
+            enc = self.gate_tokenizer([texts[i] for i in unsure], truncation=True, max_length=self.gate_max_length)
+            probs = self._run(self.gate_model, enc["input_ids"], self.gate_tokenizer.pad_token_id,
+                              enc.get("token_type_ids"), self.stance_batch_size)
+            reject = self.gate_model.config.label2id[GATE_REJECTS]
+            for i, p in zip(unsure, probs):
+                scores[i] = p[reject]
+        return [float(p) for p in scores]
 
     def predict_stance(self, texts: list[str], spans_per_doc: list[list[dict]], bounds_per_doc=None) -> None:
         """Add `stance` and `stance_scores` to every span, in place. `bounds_per_doc`: each text's

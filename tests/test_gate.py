@@ -3,6 +3,7 @@
 eval's gate figures, and bf16 inference."""
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 import yaml
@@ -53,6 +54,9 @@ def test_a_classifier_trains_from_tsv_into_a_standard_folder(tmp_path, tiny_base
     stamp = json.loads((out / "stamp.json").read_text())
     assert {"eval_macro_f1", "eval_recall_relevant", "eval_recall_offtopic"} <= set(stamp["dev_metrics"])
     assert "Per-class dev scores" in (out / "README.md").read_text()
+    # configs/gate.yaml's word prefilter, fitted beside it, with its dev scores on the card
+    assert (out / "prefilter.json").exists() and "## The prefilter" in (out / "README.md").read_text()
+    assert "prefilter_c" in yaml.safe_load(Path(path).read_text())
 
 
 def test_a_shallower_classifier_keeps_the_first_layers_of_its_base_in_both_its_forms(tmp_path, tiny_base, small_corpus):
@@ -100,6 +104,51 @@ def gated_models(tmp_path, tiny_models, default_tokenizer):
     default_tokenizer.save_pretrained(root / "gate")
     (root / "gate" / "diplotag_config.yaml").write_text(yaml.safe_dump({"task": "classifier", "max_length": 32}))
     return root
+
+
+def test_the_prefilter_reads_as_scikit_learn_fitted_it_in_two_classes_or_three(tmp_path):
+    from sklearn.linear_model import LogisticRegression
+
+    from diplotag.model.gate import WordPrefilter
+
+    texts = [f"{BEAT} Report {i}." for i in range(6)] + [f"{OFFSIDE} Match {i}." for i in range(6)] + [
+        f"Rain and wind across the north, report {i}." for i in range(6)]
+    labels = ["relevant"] * 6 + ["offtopic"] * 6 + ["weather"] * 6
+    for n in (12, 18):
+        fitted = WordPrefilter.fit(texts[:n], labels[:n], c=10)
+        sklearn = LogisticRegression(C=10, class_weight="balanced", max_iter=5000).fit(
+            fitted.vectorizer.transform(texts[:n]), labels[:n])
+        fitted.save_pretrained(tmp_path)
+        loaded = WordPrefilter.from_pretrained(tmp_path)
+        new = ["The navy will deliver radars.", "A late goal on Saturday.", "Rain on Tuesday."]
+        assert loaded.labels == sklearn.classes_.tolist()
+        assert loaded.probabilities(new) == pytest.approx(sklearn.predict_proba(fitted.vectorizer.transform(new)), abs=1e-6)
+        assert [loaded.labels[i] for i in loaded.probabilities(new[: n // 6]).argmax(1)] == ["relevant", "offtopic", "weather"][: n // 6]
+
+
+def test_the_prefilter_decides_first_and_the_classifier_reads_only_what_it_passes(gated_models):
+    """The prefilter is sure the football report is off-topic: it is gated at the prefilter's score
+    and the classifier (which calls everything off-topic) never reads it; the beat report goes on to
+    the classifier, which gates it. Over the prefilter's threshold, the classifier reads both."""
+    from diplotag.model.gate import WordPrefilter
+    from diplotag.model.tagger import Tagger
+
+    WordPrefilter.fit([f"{BEAT} Report {i}." for i in range(6)] + [f"{OFFSIDE} Match {i}." for i in range(6)],
+                      ["relevant"] * 6 + ["offtopic"] * 6, c=100, threshold=0.6).save_pretrained(gated_models / "gate")
+    tagger = Tagger.from_pretrained(gated_models, device="cpu", gate=True)
+    read = []
+    tagger.gate_model.register_forward_pre_hook(lambda m, args, kw: read.append(len(kw["input_ids"])), with_kwargs=True)
+    first = tagger.gate_prefilter.probabilities([BEAT, OFFSIDE])[:, tagger.gate_prefilter.labels.index("offtopic")]
+    assert first[0] < 0.5 and 0.6 <= first[1] < 0.99
+    out = tagger.tag([BEAT, OFFSIDE])
+    assert read == [1] and [r["gated"] for r in out] == [True, True]
+    assert out[0]["gate_score"] > 0.99 and out[1]["gate_score"] == round(float(first[1]), 4)
+    tagger.gate_threshold = 2.0  # as the eval runs it, to apply the gate after the fact: the same scores
+    assert [round(p, 4) for p in tagger.gate_scores([BEAT, OFFSIDE])] == [r["gate_score"] for r in out]
+    tagger.gate_threshold = 0.5
+    tagger.gate_prefilter.threshold = float(first[1]) + 0.001  # not sure enough now: the classifier decides
+    out = tagger.tag([BEAT, OFFSIDE])
+    assert read == [1, 1, 2] and all(r["gated"] and r["gate_score"] > 0.99 for r in out)
 
 
 def test_gated_documents_keep_their_record_and_are_counted(gated_models, tmp_path):

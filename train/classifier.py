@@ -1,7 +1,8 @@
 """Fine-tune a document classifier: `{"text", "label"}` records (JSONL, or TSV with a header) →
 one of the config's labels, from the text's first `max_length` tokens. Generic in its labels;
 the project trains its relevance gate with it (configs/gate.yaml: relevant / offtopic), which
-`diplotag tag --gate` runs before the tagger.
+`diplotag tag --gate` runs before the tagger. With `prefilter_c`, a TF-IDF logistic regression over
+the whole text is fitted too (model/gate.py) and saved beside it: the gate's cheap first stage.
 """
 import time
 
@@ -10,6 +11,7 @@ from datasets import Dataset
 from sklearn.metrics import accuracy_score, classification_report, f1_score, recall_score
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, set_seed
 
+from ..model.gate import WordPrefilter
 from .common import base_path, load_base, load_split, resume_point, train_sequence_classifier, training_arguments, with_lora
 from .config import TrainConfig
 
@@ -23,13 +25,26 @@ def train_classifier(cfg: TrainConfig, resume: bool = False):
     base = base_path(cfg)
     tokenizer = AutoTokenizer.from_pretrained(base)
     args = training_arguments(cfg, f"eval_{cfg.best_metric}")
+    records = {name: load_split(cfg, path, "label") for name, path in (("train", cfg.train_file), ("dev", cfg.dev_file))}
     splits = {}
     with args.main_process_first(desc="tokenizing"):
-        for name, path in (("train", cfg.train_file), ("dev", cfg.dev_file)):
-            rows = [{"text": r["text"], "label": label2id[r["label"]]} for r in load_split(cfg, path, "label")]
+        for name, rows in records.items():
+            rows = [{"text": r["text"], "label": label2id[r["label"]]} for r in rows]
             splits[name] = Dataset.from_list(rows).map(
                 lambda b: tokenizer(b["text"], truncation=True, max_length=cfg.max_length), batched=True,
                 remove_columns=["text"])
+    prefilter, prefilter_card = None, ""
+    if cfg.prefilter_c:  # seconds, before the transformer, so that its card can show both
+        prefilter = WordPrefilter.fit([r["text"] for r in records["train"]], [r["label"] for r in records["train"]],
+                                      cfg.prefilter_c, cfg.prefilter_threshold)
+        probs = prefilter.probabilities([r["text"] for r in records["dev"]])
+        report = classification_report([r["label"] for r in records["dev"]],
+                                       [prefilter.labels[i] for i in probs.argmax(1)],
+                                       labels=cfg.labels, digits=4, zero_division=0)
+        prefilter_card = (f"\n## The prefilter\n\nTF-IDF over the whole text ({len(prefilter.vectorizer.vocabulary_)} "
+                          f"words) and a logistic regression (C = {cfg.prefilter_c}), in `prefilter.json`; as the "
+                          f"relevance gate it decides alone from a probability of {cfg.prefilter_threshold}. "
+                          f"Dev scores:\n\n```\n{report}```\n")
 
     model = load_base(AutoModelForSequenceClassification, cfg, num_labels=len(cfg.labels), id2label=id2label,
                       label2id=label2id)
@@ -48,6 +63,10 @@ def train_classifier(cfg: TrainConfig, resume: bool = False):
 
     def card():  # after the last evaluation, whose per-class report it shows
         return (f"Training data: {len(splits['train'])} documents, read up to their first {cfg.max_length} tokens; "
-                f"dev: {len(splits['dev'])}.\n\n## Per-class dev scores\n\n```\n{reports['last']}```\n")
+                f"dev: {len(splits['dev'])}.\n\n## Per-class dev scores\n\n```\n{reports['last']}```\n"
+                + prefilter_card)
 
-    return train_sequence_classifier(cfg, args, model, tokenizer, splits, metrics, card, started, checkpoint)
+    dev = train_sequence_classifier(cfg, args, model, tokenizer, splits, metrics, card, started, checkpoint)
+    if prefilter is not None and args.process_index == 0:
+        prefilter.save_pretrained(cfg.output_dir)
+    return dev

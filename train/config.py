@@ -58,6 +58,12 @@ class TrainConfig(BaseModel):
     ranker_weight_decay: float | None = Field(None, ge=0)  # holder: the ranker's L2 penalty; unset: weight_decay's
     # classifier: the dev metric that picks the checkpoint (macro_f1, accuracy or recall_<label>)
     best_metric: str = "macro_f1"
+    # classifier: a first stage, TF-IDF and a logistic regression over the whole text at this inverse
+    # L2 penalty (model/gate.py), fitted beside the transformer; unset: none
+    prefilter_c: float | None = Field(None, gt=0)
+    # classifier, as the relevance gate: where the prefilter's probability of the class the gate skips
+    # (`offtopic`) reaches this, the prefilter decides alone; under it, the transformer decides
+    prefilter_threshold: float = Field(0.5, gt=0, le=1)
 
     # the optimisation
     epochs: float = Field(10, gt=0)
@@ -87,6 +93,8 @@ class TrainConfig(BaseModel):
         metrics = ["macro_f1", "accuracy"] + [f"recall_{label}" for label in self.labels]
         if self.task == "classifier" and self.best_metric not in metrics:
             raise ValueError(f"best_metric: {self.best_metric!r} is none of {', '.join(metrics)}")
+        if self.prefilter_c and self.task != "classifier":
+            raise ValueError("prefilter_c: only a document classifier (task: classifier) has a prefilter")
         return self
 
     def sha256(self) -> str:
@@ -94,13 +102,14 @@ class TrainConfig(BaseModel):
         has its own hash), so the same run from another folder stamps the same, and so are
         settings read only at inference (min_span_words), and so are LoRA settings in a full
         fine-tuning run, which never reads them, and so are `rerank_top` outside the holder task
-        `best_metric` outside the classifier and `holder_in_input`, `head_words`, `ranker_hidden` and `ranker_weight_decay` when off (keys
-        added later: older stamps stay current)."""
+        `best_metric` outside the classifier and `holder_in_input`, `head_words`, `ranker_hidden`, `ranker_weight_decay`
+        and `prefilter_c` (with `prefilter_threshold`) when off (keys added later: older stamps stay current)."""
         ignored = {"train_file", "dev_file", "output_dir", "min_span_words"} | ({"lora"} if self.finetune == "full" else set())
         ignored |= ({"rerank_top"} if self.task != "holder" else set()) | ({"best_metric"} if self.task != "classifier" else set())
         ignored |= (set() if self.holder_in_input else {"holder_in_input"}) | (set() if self.head_words else {"head_words"})
         ignored |= (set() if self.ranker_hidden else {"ranker_hidden"}) | (
             set() if self.ranker_weight_decay is not None else {"ranker_weight_decay"})
+        ignored |= set() if self.prefilter_c else {"prefilter_c", "prefilter_threshold"}
         settings = self.model_dump(mode="json", exclude=ignored)
         return hashlib.sha256(yaml.safe_dump(settings, sort_keys=True).encode()).hexdigest()
 
