@@ -19,7 +19,7 @@ from transformers import AutoConfig, AutoModelForSequenceClassification, AutoMod
 
 from ..data.align import bio_to_char_spans, encode_documents, merge_window_probs, special_tokens_template, window_features
 from .base import DEFAULT_MODELS, resolve_base
-from .gate import PREFILTER_FILE, WordPrefilter
+from .gate import PREFILTER_FILES, WordPrefilter
 from ..data.sentences import sentence_bounds
 from .holder import HOLDS, RERANKER_DIR, HolderRanker
 from .stance import stance_inputs
@@ -288,7 +288,7 @@ class Tagger:
             kw.setdefault("gate_max_length", yaml.safe_load(trained.read_text())["max_length"] if trained.exists() else 128)
             kw["gate_model"] = load_model(root / "gate", AutoModelForSequenceClassification)
             kw["gate_tokenizer"] = AutoTokenizer.from_pretrained(root / "gate")
-            if (root / "gate" / PREFILTER_FILE).exists():
+            if (root / "gate" / PREFILTER_FILES[0]).exists():
                 kw["gate_prefilter"] = WordPrefilter.from_pretrained(root / "gate")
             classes = [kw["gate_model"].config.label2id] + ([kw["gate_prefilter"].labels] if "gate_prefilter" in kw else [])
             if any(GATE_REJECTS not in c for c in classes):
@@ -347,7 +347,8 @@ class Tagger:
         tokens; with a prefilter, the prefilter's (over the whole text) where it is sure, i.e. at or
         over its own threshold, and elsewhere the classifier's, run only there. `gate_threshold` then
         applies to that score, so that the eval can apply the gate after the fact. (With the two
-        thresholds equal, a text is skipped where either stage's probability reaches it.)"""
+        thresholds equal, a text is skipped where either stage's probability reaches it; a
+        `gate_threshold` over the prefilter's lets through what the prefilter was sure of under it.)"""
         scores, unsure = np.zeros(len(texts)), list(range(len(texts)))
         if self.gate_prefilter is not None:
             first = self.gate_prefilter.probabilities(texts)[:, self.gate_prefilter.labels.index(GATE_REJECTS)]

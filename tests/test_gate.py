@@ -54,9 +54,18 @@ def test_a_classifier_trains_from_tsv_into_a_standard_folder(tmp_path, tiny_base
     stamp = json.loads((out / "stamp.json").read_text())
     assert {"eval_macro_f1", "eval_recall_relevant", "eval_recall_offtopic"} <= set(stamp["dev_metrics"])
     assert "Per-class dev scores" in (out / "README.md").read_text()
-    # configs/gate.yaml's word prefilter, fitted beside it, with its dev scores on the card
-    assert (out / "prefilter.json").exists() and "## The prefilter" in (out / "README.md").read_text()
-    assert "prefilter_c" in yaml.safe_load(Path(path).read_text())
+    # configs/gate.yaml's word prefilter, fitted beside it, with its dev scores on the card; it ships
+    # with the gate and loads with it
+    from diplotag.model.gate import PREFILTER_FILES
+    from diplotag.train.common import ship_as_default
+
+    assert "prefilter_c" in yaml.safe_load(Path(path).read_text()) and "## The prefilter" in (out / "README.md").read_text()
+    ship_as_default(out, tmp_path / "shipped" / "gate")
+    assert all((tmp_path / "shipped" / "gate" / name).exists() for name in PREFILTER_FILES)
+    # a run without one, into the same folder, leaves none of the earlier run's behind
+    path.write_text(yaml.safe_dump(dict(yaml.safe_load(path.read_text()), prefilter_c=None)))
+    assert main(["train", "classifier", "--config", str(path)]) == 0
+    assert not any((out / name).exists() for name in PREFILTER_FILES) and "## The prefilter" not in (out / "README.md").read_text()
 
 
 def test_a_shallower_classifier_keeps_the_first_layers_of_its_base_in_both_its_forms(tmp_path, tiny_base, small_corpus):
@@ -141,7 +150,7 @@ def test_the_prefilter_decides_first_and_the_classifier_reads_only_what_it_passe
     first = tagger.gate_prefilter.probabilities([BEAT, OFFSIDE])[:, tagger.gate_prefilter.labels.index("offtopic")]
     assert first[0] < 0.5 and 0.6 <= first[1] < 0.99
     out = tagger.tag([BEAT, OFFSIDE])
-    assert read == [1] and [r["gated"] for r in out] == [True, True]
+    assert read == [1] and [r["gated"] for r in out] == [True, True] and tagger.gate_scores([]) == []
     assert out[0]["gate_score"] > 0.99 and out[1]["gate_score"] == round(float(first[1]), 4)
     tagger.gate_threshold = 2.0  # as the eval runs it, to apply the gate after the fact: the same scores
     assert [round(p, 4) for p in tagger.gate_scores([BEAT, OFFSIDE])] == [r["gate_score"] for r in out]

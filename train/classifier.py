@@ -11,7 +11,7 @@ from datasets import Dataset
 from sklearn.metrics import accuracy_score, classification_report, f1_score, recall_score
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, set_seed
 
-from ..model.gate import WordPrefilter
+from ..model.gate import PREFILTER_FILES, WordPrefilter
 from .common import base_path, load_base, load_split, resume_point, train_sequence_classifier, training_arguments, with_lora
 from .config import TrainConfig
 
@@ -42,9 +42,10 @@ def train_classifier(cfg: TrainConfig, resume: bool = False):
                                        [prefilter.labels[i] for i in probs.argmax(1)],
                                        labels=cfg.labels, digits=4, zero_division=0)
         prefilter_card = (f"\n## The prefilter\n\nTF-IDF over the whole text ({len(prefilter.vectorizer.vocabulary_)} "
-                          f"words) and a logistic regression (C = {cfg.prefilter_c}), in `prefilter.json`; as the "
-                          f"relevance gate it decides alone from a probability of {cfg.prefilter_threshold}. "
-                          f"Dev scores:\n\n```\n{report}```\n")
+                          f"words) and a logistic regression (C = {cfg.prefilter_c}), in `prefilter.json` and "
+                          f"`prefilter.safetensors`; as the relevance gate it decides alone from an off-topic "
+                          f"probability of {cfg.prefilter_threshold}. Dev scores of its most probable class (i.e. at "
+                          f"0.5):\n\n```\n{report}```\n")
 
     model = load_base(AutoModelForSequenceClassification, cfg, num_labels=len(cfg.labels), id2label=id2label,
                       label2id=label2id)
@@ -67,6 +68,9 @@ def train_classifier(cfg: TrainConfig, resume: bool = False):
                 + prefilter_card)
 
     dev = train_sequence_classifier(cfg, args, model, tokenizer, splits, metrics, card, started, checkpoint)
-    if prefilter is not None and args.process_index == 0:
-        prefilter.save_pretrained(cfg.output_dir)
+    if args.process_index == 0:
+        for name in PREFILTER_FILES:  # an earlier run's prefilter in the same folder is not this run's
+            (cfg.output_dir / name).unlink(missing_ok=True)
+        if prefilter is not None:
+            prefilter.save_pretrained(cfg.output_dir)
     return dev

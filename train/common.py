@@ -309,7 +309,7 @@ def ship_as_default(run_dir: Path, dest: Path) -> None:
 
     from safetensors.torch import load_file, save_file
 
-    from ..model.gate import PREFILTER_FILE
+    from ..model.gate import PREFILTER_FILES
     from ..model.holder import RERANKER_DIR
     from ..model.tagger import EMBEDDINGS_FROM_BASE
 
@@ -342,8 +342,8 @@ def ship_as_default(run_dir: Path, dest: Path) -> None:
                 shutil.copy(run_dir / name, dest / name)
     else:
         raise ValueError(f"{run_dir}: only a LoRA run, or a full run with freeze_word_embeddings, can ship in git")
-    for name in ("stamp.json", "README.md", "diplotag_config.yaml", PREFILTER_FILE):
-        if name != PREFILTER_FILE or (run_dir / name).exists():  # a classifier's word prefilter, where it has one
+    for name in ("stamp.json", "README.md", "diplotag_config.yaml", *PREFILTER_FILES):
+        if name not in PREFILTER_FILES or (run_dir / name).exists():  # a classifier's word prefilter, where it has one
             shutil.copy(run_dir / name, dest / name)
 
 

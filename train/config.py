@@ -63,7 +63,7 @@ class TrainConfig(BaseModel):
     prefilter_c: float | None = Field(None, gt=0)
     # classifier, as the relevance gate: where the prefilter's probability of the class the gate skips
     # (`offtopic`) reaches this, the prefilter decides alone; under it, the transformer decides
-    prefilter_threshold: float = Field(0.5, gt=0, le=1)
+    prefilter_threshold: float = Field(0.9, gt=0, le=1)
 
     # the optimisation
     epochs: float = Field(10, gt=0)
