@@ -342,8 +342,10 @@ def ship_as_default(run_dir: Path, dest: Path) -> None:
                 shutil.copy(run_dir / name, dest / name)
     else:
         raise ValueError(f"{run_dir}: only a LoRA run, or a full run with freeze_word_embeddings, can ship in git")
-    for name in ("stamp.json", "README.md", "diplotag_config.yaml", *PREFILTER_FILES):
-        if name not in PREFILTER_FILES or (run_dir / name).exists():  # a classifier's word prefilter, where it has one
+    for name in ("stamp.json", "README.md", "diplotag_config.yaml"):
+        shutil.copy(run_dir / name, dest / name)
+    for name in PREFILTER_FILES:  # a classifier's word prefilter, where it has one
+        if (run_dir / name).exists():
             shutil.copy(run_dir / name, dest / name)
 
 

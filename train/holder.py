@@ -215,7 +215,7 @@ def train_holder(cfg: TrainConfig, resume: bool = False) -> dict:
     rows = "\n".join(f"| {k} | {v} |" for k, v in dev.items())
     coefs = "\n".join(f"| {k} | {v:+.3f} |" for k, v in fitted["weights"].items())
     units = (f"The {cfg.ranker_hidden} tanh units' weights, which carry much of the effect, are in "
-             f"`holder_ranker.json` (`hidden`)." if cfg.ranker_hidden else "")
+             f"`holder_ranker.json` (`hidden`).\n\n" if cfg.ranker_hidden else "")
     rerank = (f" A cross-encoder (`{RERANKER_DIR}/`, fine-tuned from `{cfg.base_model}`) re-scores its top "
               f"{cfg.rerank_top} candidates, its log-odds weighted {ranker.rerank_weight}, unless the ranker leads by "
               f"more than {ranker.rerank_margin} (both fitted on dev)."
@@ -225,6 +225,6 @@ def train_holder(cfg: TrainConfig, resume: bool = False) -> dict:
         f"as the holder of each statement: a conditional logit over {len(FEATURES)} position features"
         f"{f' (linear, plus {cfg.ranker_hidden} tanh units)' if cfg.ranker_hidden else ''}, fitted by "
         f"`diplotag train holder` on {len(train)} train statements.{rerank}\n\n## Dev (gold statements)\n\n"
-        f"| metric | value |\n|---|---|\n{rows}\n\n## Linear weights\n\n{units}\n\n| feature | weight |\n|---|---|\n{coefs}\n\n"
+        f"| metric | value |\n|---|---|\n{rows}\n\n## Linear weights\n\n{units}| feature | weight |\n|---|---|\n{coefs}\n\n"
         f"data sha256 `{stamp['data_sha256']}`, config sha256 `{stamp['config_sha256']}`\n")
     return dev
