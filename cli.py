@@ -390,8 +390,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "\"gated\": true)")
     p.add_argument("--gate-threshold", type=float, default=0.5,
                    help="the gate's off-topic probability from which a document is skipped (default 0.5, as eval scores it); "
-                        "where the gate has a word prefilter, its own score decides wherever it is sure (0.9 for the "
-                        "shipped gate), the classifier's elsewhere")
+                        "where the gate has a word prefilter, its own score decides wherever it is sure (off-topic "
+                        "probability 0.9 or more, or 0.02 or less, for the shipped gate), the mean of its and the "
+                        "classifier's elsewhere")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, … (default: cuda when there is one)")
     p.add_argument("--batch-size", type=int, default=8, help="windows per forward pass of the tagger")
     p.add_argument("--stance-batch-size", type=int, default=32, help="statements per forward pass of the stance model")

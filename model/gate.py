@@ -16,13 +16,17 @@ VECTORIZER = {"lowercase": True, "sublinear_tf": True, "min_df": 2}
 
 
 class WordPrefilter:
-    def __init__(self, vectorizer, labels: list[str], coef: np.ndarray, intercept: np.ndarray, threshold: float = 0.9):
+    def __init__(self, vectorizer, labels: list[str], coef: np.ndarray, intercept: np.ndarray, threshold: float = 0.9,
+                 keep_threshold: float | None = None):
         self.vectorizer, self.labels = vectorizer, list(labels)
         self.coef, self.intercept = np.asarray(coef, dtype=np.float64), np.asarray(intercept, dtype=np.float64)
-        self.threshold = threshold  # as the gate: the probability at which it decides without the transformer
+        # as the gate, it decides without the transformer where the probability of the class the gate
+        # skips reaches `threshold` (skipped) or is at most `keep_threshold` (kept; None: nowhere)
+        self.threshold, self.keep_threshold = threshold, keep_threshold
 
     @classmethod
-    def fit(cls, texts: list[str], labels: list[str], c: float, threshold: float = 0.9) -> "WordPrefilter":
+    def fit(cls, texts: list[str], labels: list[str], c: float, threshold: float = 0.9,
+            keep_threshold: float | None = None) -> "WordPrefilter":
         """Fitted on `texts`; `c`: the inverse of the L2 penalty. Classes weigh alike however many
         documents each has (the gate's data holds 3.6 beat documents for each off-topic one)."""
         from sklearn.feature_extraction.text import TfidfVectorizer
@@ -31,7 +35,7 @@ class WordPrefilter:
         vectorizer = TfidfVectorizer(**VECTORIZER)
         features = vectorizer.fit_transform(texts)
         model = LogisticRegression(C=c, class_weight="balanced", max_iter=5000).fit(features, labels)
-        return cls(vectorizer, model.classes_.tolist(), model.coef_, model.intercept_, threshold)
+        return cls(vectorizer, model.classes_.tolist(), model.coef_, model.intercept_, threshold, keep_threshold)
 
     def probabilities(self, texts: list[str]) -> np.ndarray:
         """(texts × labels) class probabilities, as the fitted LogisticRegression's predict_proba."""
@@ -44,6 +48,11 @@ class WordPrefilter:
             return np.hstack([expit(-logits), expit(logits)])
         return softmax(logits, axis=1)
 
+    def sure(self, rejected: np.ndarray) -> np.ndarray:
+        """Where, given each text's probability of the class the gate skips, the prefilter decides alone."""
+        kept = rejected <= self.keep_threshold if self.keep_threshold is not None else np.zeros(len(rejected), bool)
+        return (rejected >= self.threshold) | kept
+
     def save_pretrained(self, folder: Path) -> None:
         from safetensors.numpy import save_file
 
@@ -52,7 +61,8 @@ class WordPrefilter:
         # C order: scikit-learn's multinomial coef_ is Fortran-ordered, which safetensors would store transposed
         save_file({k: np.ascontiguousarray(v) for k, v in weights.items()}, str(Path(folder, PREFILTER_FILES[1])))
         Path(folder, PREFILTER_FILES[0]).write_text(json.dumps(
-            {"vectorizer": VECTORIZER, "labels": self.labels, "threshold": self.threshold, "words": words}))
+            {"vectorizer": VECTORIZER, "labels": self.labels, "threshold": self.threshold,
+             "keep_threshold": self.keep_threshold, "words": words}))
 
     @classmethod
     def from_pretrained(cls, folder: Path) -> "WordPrefilter":
@@ -62,4 +72,5 @@ class WordPrefilter:
         saved, weights = json.loads(Path(folder, PREFILTER_FILES[0]).read_text()), load_file(Path(folder, PREFILTER_FILES[1]))
         vectorizer = TfidfVectorizer(**saved["vectorizer"], vocabulary=saved["words"])
         vectorizer.idf_ = weights["idf"]
-        return cls(vectorizer, saved["labels"], weights["coef"], weights["intercept"], saved["threshold"])
+        return cls(vectorizer, saved["labels"], weights["coef"], weights["intercept"], saved["threshold"],
+                   saved.get("keep_threshold"))  # a prefilter saved before it had one keeps nothing alone

@@ -56,12 +56,15 @@ def test_a_classifier_trains_from_tsv_into_a_standard_folder(tmp_path, tiny_base
     assert "Per-class dev scores" in (out / "README.md").read_text()
     # configs/gate.yaml's word prefilter, fitted beside it, with its dev scores on the card; it ships
     # with the gate and loads with it
-    from diplotag.model.gate import PREFILTER_FILES
+    from diplotag.model.gate import PREFILTER_FILES, WordPrefilter
     from diplotag.train.common import ship_as_default
 
     assert "prefilter_c" in yaml.safe_load(Path(path).read_text()) and "## The prefilter" in (out / "README.md").read_text()
     ship_as_default(out, tmp_path / "shipped" / "gate")
     assert all((tmp_path / "shipped" / "gate" / name).exists() for name in PREFILTER_FILES)
+    shipped = WordPrefilter.from_pretrained(tmp_path / "shipped" / "gate")
+    config = yaml.safe_load(Path(path).read_text())
+    assert (shipped.threshold, shipped.keep_threshold) == (config["prefilter_threshold"], config["prefilter_keep_threshold"])
     # a run without one, into the same folder, leaves none of the earlier run's behind
     path.write_text(yaml.safe_dump(dict(yaml.safe_load(path.read_text()), prefilter_c=None)))
     assert main(["train", "classifier", "--config", str(path)]) == 0
@@ -124,13 +127,13 @@ def test_the_prefilter_reads_as_scikit_learn_fitted_it_in_two_classes_or_three(t
         f"Rain and wind across the north, report {i}." for i in range(6)]
     labels = ["relevant"] * 6 + ["offtopic"] * 6 + ["weather"] * 6
     for n in (12, 18):
-        fitted = WordPrefilter.fit(texts[:n], labels[:n], c=10)
+        fitted = WordPrefilter.fit(texts[:n], labels[:n], c=10, keep_threshold=0.05 if n == 12 else None)
         sklearn = LogisticRegression(C=10, class_weight="balanced", max_iter=5000).fit(
             fitted.vectorizer.transform(texts[:n]), labels[:n])
         fitted.save_pretrained(tmp_path)
         loaded = WordPrefilter.from_pretrained(tmp_path)
         new = ["The navy will deliver radars.", "A late goal on Saturday.", "Rain on Tuesday."]
-        assert loaded.labels == sklearn.classes_.tolist()
+        assert loaded.labels == sklearn.classes_.tolist() and loaded.keep_threshold == fitted.keep_threshold
         assert loaded.probabilities(new) == pytest.approx(sklearn.predict_proba(fitted.vectorizer.transform(new)), abs=1e-6)
         assert [loaded.labels[i] for i in loaded.probabilities(new[: n // 6]).argmax(1)] == ["relevant", "offtopic", "weather"][: n // 6]
 
@@ -138,7 +141,8 @@ def test_the_prefilter_reads_as_scikit_learn_fitted_it_in_two_classes_or_three(t
 def test_the_prefilter_decides_first_and_the_classifier_reads_only_what_it_passes(gated_models):
     """The prefilter is sure the football report is off-topic: it is gated at the prefilter's score
     and the classifier (which calls everything off-topic) never reads it; the beat report goes on to
-    the classifier, which gates it. Over the prefilter's threshold, the classifier reads both."""
+    the classifier, and the mean of the two scores gates it, unless the prefilter is as sure of the
+    beat as its keep_threshold says. Over the prefilter's threshold, the classifier reads both."""
     from diplotag.model.gate import WordPrefilter
     from diplotag.model.tagger import Tagger
 
@@ -151,13 +155,18 @@ def test_the_prefilter_decides_first_and_the_classifier_reads_only_what_it_passe
     assert first[0] < 0.5 and 0.6 <= first[1] < 0.99
     out = tagger.tag([BEAT, OFFSIDE])
     assert read == [1] and [r["gated"] for r in out] == [True, True] and tagger.gate_scores([]) == []
-    assert out[0]["gate_score"] > 0.99 and out[1]["gate_score"] == round(float(first[1]), 4)
+    both = [round((1 + float(p)) / 2, 4) for p in first]  # the classifier's 1 and the prefilter's
+    assert [r["gate_score"] for r in out] == [both[0], round(float(first[1]), 4)]
     tagger.gate_threshold = 2.0  # as the eval runs it, to apply the gate after the fact: the same scores
     assert [round(p, 4) for p in tagger.gate_scores([BEAT, OFFSIDE])] == [r["gate_score"] for r in out]
     tagger.gate_threshold = 0.5
+    tagger.gate_prefilter.keep_threshold = float(first[0])  # sure of the beat: kept at its score, unread
+    out = tagger.tag([BEAT, OFFSIDE])
+    assert read == [1, 1] and [r["gated"] for r in out] == [False, True] and out[0]["gate_score"] == round(float(first[0]), 4)
+    tagger.gate_prefilter.keep_threshold = None
     tagger.gate_prefilter.threshold = float(first[1]) + 0.001  # not sure enough now: the classifier decides
     out = tagger.tag([BEAT, OFFSIDE])
-    assert read == [1, 1, 2] and all(r["gated"] and r["gate_score"] > 0.99 for r in out)
+    assert read == [1, 1, 2] and all(r["gated"] for r in out) and [r["gate_score"] for r in out] == both
 
 
 def test_gated_documents_keep_their_record_and_are_counted(gated_models, tmp_path):

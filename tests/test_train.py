@@ -40,6 +40,8 @@ def tiny_config(tmp_path, tiny_base, small_corpus, task="tagger", **extra):
     ({"encoder_layers": 3}, "encoder_layers 3 is more than"),  # and two layers
     ({"task": "classifier", "best_metric": "f1"}, "best_metric: 'f1' is none of macro_f1, accuracy, recall_"),
     ({"prefilter_c": 10}, "prefilter_c: only a document classifier"),
+    ({"task": "classifier", "prefilter_c": 10, "prefilter_keep_threshold": 0.9},
+     "prefilter_keep_threshold (0.9) must be under prefilter_threshold (0.9)"),
 ])
 def test_config_errors_are_one_clear_message(tmp_path, tiny_base, small_corpus, change, message, capsys):
     path = tiny_config(tmp_path, tiny_base, small_corpus)

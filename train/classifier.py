@@ -36,16 +36,17 @@ def train_classifier(cfg: TrainConfig, resume: bool = False):
     prefilter, prefilter_card = None, ""
     if cfg.prefilter_c:  # seconds, before the transformer, so that its card can show both
         prefilter = WordPrefilter.fit([r["text"] for r in records["train"]], [r["label"] for r in records["train"]],
-                                      cfg.prefilter_c, cfg.prefilter_threshold)
+                                      cfg.prefilter_c, cfg.prefilter_threshold, cfg.prefilter_keep_threshold)
         probs = prefilter.probabilities([r["text"] for r in records["dev"]])
         report = classification_report([r["label"] for r in records["dev"]],
                                        [prefilter.labels[i] for i in probs.argmax(1)],
                                        labels=cfg.labels, digits=4, zero_division=0)
+        alone = f"at or over an off-topic probability of {cfg.prefilter_threshold}" + (
+            f" (skipped) and at or under {cfg.prefilter_keep_threshold} (kept)" if cfg.prefilter_keep_threshold is not None else "")
         prefilter_card = (f"\n## The prefilter\n\nTF-IDF over the whole text ({len(prefilter.vectorizer.vocabulary_)} "
                           f"words) and a logistic regression (C = {cfg.prefilter_c}), in `prefilter.json` and "
-                          f"`prefilter.safetensors`; as the relevance gate it decides alone from an off-topic "
-                          f"probability of {cfg.prefilter_threshold}. Dev scores of its most probable class (i.e. at "
-                          f"0.5):\n\n```\n{report}```\n")
+                          f"`prefilter.safetensors`; as the relevance gate it decides alone {alone}. Dev scores of its "
+                          f"most probable class (i.e. at 0.5):\n\n```\n{report}```\n")
 
     model = load_base(AutoModelForSequenceClassification, cfg, num_labels=len(cfg.labels), id2label=id2label,
                       label2id=label2id)

@@ -62,8 +62,10 @@ class TrainConfig(BaseModel):
     # L2 penalty (model/gate.py), fitted beside the transformer; unset: none
     prefilter_c: float | None = Field(None, gt=0)
     # classifier, as the relevance gate: where the prefilter's probability of the class the gate skips
-    # (`offtopic`) reaches this, the prefilter decides alone; under it, the transformer decides
+    # (`offtopic`) reaches this, the prefilter decides alone; under it, the mean of its and the transformer's
     prefilter_threshold: float = Field(0.9, gt=0, le=1)
+    # and where it is at or under this, the prefilter passes the document alone; unset: never
+    prefilter_keep_threshold: float | None = Field(None, ge=0, lt=1)
 
     # the optimisation
     epochs: float = Field(10, gt=0)
@@ -95,6 +97,9 @@ class TrainConfig(BaseModel):
             raise ValueError(f"best_metric: {self.best_metric!r} is none of {', '.join(metrics)}")
         if self.prefilter_c and self.task != "classifier":
             raise ValueError("prefilter_c: only a document classifier (task: classifier) has a prefilter")
+        if self.prefilter_keep_threshold is not None and self.prefilter_keep_threshold >= self.prefilter_threshold:
+            raise ValueError(f"prefilter_keep_threshold ({self.prefilter_keep_threshold}) must be under "
+                             f"prefilter_threshold ({self.prefilter_threshold})")
         return self
 
     def sha256(self) -> str:
@@ -103,13 +108,15 @@ class TrainConfig(BaseModel):
         settings read only at inference (min_span_words), and so are LoRA settings in a full
         fine-tuning run, which never reads them, and so are `rerank_top` outside the holder task
         `best_metric` outside the classifier and `holder_in_input`, `head_words`, `ranker_hidden`, `ranker_weight_decay`
-        and `prefilter_c` (with `prefilter_threshold`) when off (keys added later: older stamps stay current)."""
+        and `prefilter_c` (with `prefilter_threshold`) and `prefilter_keep_threshold` when off (keys added
+        later: older stamps stay current)."""
         ignored = {"train_file", "dev_file", "output_dir", "min_span_words"} | ({"lora"} if self.finetune == "full" else set())
         ignored |= ({"rerank_top"} if self.task != "holder" else set()) | ({"best_metric"} if self.task != "classifier" else set())
         ignored |= (set() if self.holder_in_input else {"holder_in_input"}) | (set() if self.head_words else {"head_words"})
         ignored |= (set() if self.ranker_hidden else {"ranker_hidden"}) | (
             set() if self.ranker_weight_decay is not None else {"ranker_weight_decay"})
         ignored |= set() if self.prefilter_c else {"prefilter_c", "prefilter_threshold"}
+        ignored |= set() if self.prefilter_c and self.prefilter_keep_threshold is not None else {"prefilter_keep_threshold"}
         settings = self.model_dump(mode="json", exclude=ignored)
         return hashlib.sha256(yaml.safe_dump(settings, sort_keys=True).encode()).hexdigest()
 
