@@ -2,7 +2,7 @@
 (scikit-learn), a fraction of a millisecond per article, so that the gate's transformer reads only
 the documents it is unsure of. Saved beside the gate's classifier as its weights in safetensors
 (idf, coefficients, intercepts; counted in the shipped budget) and the rest in JSON (vocabulary,
-classes, threshold): no pickle to load.
+classes, thresholds): no pickle to load.
 """
 import json
 from pathlib import Path

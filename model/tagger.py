@@ -345,11 +345,11 @@ class Tagger:
     def gate_scores(self, texts: list[str]) -> list[float]:
         """The gate's probability that each text is off-topic: the classifier's, from the text's first
         tokens; with a prefilter, the prefilter's (over the whole text) where it is sure, i.e. at or
-        over its own threshold or at or under its `keep_threshold`, and elsewhere the mean of the two
-        stages' (the classifier run only there: two views of a document, its lead and all its words,
-        which on dev skipped 85 of 90 off-topic articles where the classifier's alone skipped 82).
-        `gate_threshold` then applies to that score, so that the eval can apply the gate after the fact."""
-        scores, unsure = np.zeros(len(texts)), list(range(len(texts)))
+        over its own threshold or at or under its `keep_threshold`, and between the two the mean of the
+        two stages' (the classifier run only there: two views of a document, its lead and all its
+        words). `gate_threshold` then applies to that score, so that the eval can apply the gate after
+        the fact."""
+        scores, unsure, first = np.zeros(len(texts)), list(range(len(texts))), None
         if self.gate_prefilter is not None:
             first = self.gate_prefilter.probabilities(texts)[:, self.gate_prefilter.labels.index(GATE_REJECTS)]
             sure = self.gate_prefilter.sure(first)
@@ -360,7 +360,7 @@ class Tagger:
                               enc.get("token_type_ids"), self.stance_batch_size)
             reject = self.gate_model.config.label2id[GATE_REJECTS]
             for i, p in zip(unsure, probs):
-                scores[i] = p[reject] if self.gate_prefilter is None else (p[reject] + first[i]) / 2
+                scores[i] = p[reject] if first is None else (p[reject] + first[i]) / 2
         return [float(p) for p in scores]
 
     def predict_stance(self, texts: list[str], spans_per_doc: list[list[dict]], bounds_per_doc=None) -> None:

@@ -5,6 +5,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -136,6 +137,11 @@ def test_the_prefilter_reads_as_scikit_learn_fitted_it_in_two_classes_or_three(t
         assert loaded.labels == sklearn.classes_.tolist() and loaded.keep_threshold == fitted.keep_threshold
         assert loaded.probabilities(new) == pytest.approx(sklearn.predict_proba(fitted.vectorizer.transform(new)), abs=1e-6)
         assert [loaded.labels[i] for i in loaded.probabilities(new[: n // 6]).argmax(1)] == ["relevant", "offtopic", "weather"][: n // 6]
+    # a prefilter saved before it had a keep threshold keeps nothing alone
+    saved = json.loads((tmp_path / "prefilter.json").read_text())
+    (tmp_path / "prefilter.json").write_text(json.dumps({k: v for k, v in saved.items() if k != "keep_threshold"}))
+    older, rejected = WordPrefilter.from_pretrained(tmp_path), np.array([0.0, 0.5, 0.95])
+    assert older.keep_threshold is None and older.sure(rejected).tolist() == [False, False, True]
 
 
 def test_the_prefilter_decides_first_and_the_classifier_reads_only_what_it_passes(gated_models):
@@ -143,6 +149,8 @@ def test_the_prefilter_decides_first_and_the_classifier_reads_only_what_it_passe
     and the classifier (which calls everything off-topic) never reads it; the beat report goes on to
     the classifier, and the mean of the two scores gates it, unless the prefilter is as sure of the
     beat as its keep_threshold says. Over the prefilter's threshold, the classifier reads both."""
+    import torch
+
     from diplotag.model.gate import WordPrefilter
     from diplotag.model.tagger import Tagger
 
@@ -164,9 +172,16 @@ def test_the_prefilter_decides_first_and_the_classifier_reads_only_what_it_passe
     out = tagger.tag([BEAT, OFFSIDE])
     assert read == [1, 1] and [r["gated"] for r in out] == [False, True] and out[0]["gate_score"] == round(float(first[0]), 4)
     tagger.gate_prefilter.keep_threshold = None
-    tagger.gate_prefilter.threshold = float(first[1]) + 0.001  # not sure enough now: the classifier decides
+    tagger.gate_prefilter.threshold = float(first[1]) + 0.001  # not sure enough now: the mean decides
     out = tagger.tag([BEAT, OFFSIDE])
     assert read == [1, 1, 2] and all(r["gated"] for r in out) and [r["gate_score"] for r in out] == both
+    # a classifier that says 0.4 for everything would pass both alone; the mean skips the football
+    # report, which the prefilter puts at 0.6 or more, and passes the beat report, under 0.5 for both
+    tagger.gate_model.classifier.weight.data.zero_()
+    tagger.gate_model.classifier.bias.data = torch.tensor([0.0, float(np.log(0.4 / 0.6))])
+    out = tagger.tag([BEAT, OFFSIDE])
+    assert [r["gated"] for r in out] == [False, True]
+    assert [r["gate_score"] for r in out] == [round((0.4 + float(p)) / 2, 4) for p in first]
 
 
 def test_gated_documents_keep_their_record_and_are_counted(gated_models, tmp_path):

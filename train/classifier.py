@@ -45,8 +45,9 @@ def train_classifier(cfg: TrainConfig, resume: bool = False):
             f" (skipped) and at or under {cfg.prefilter_keep_threshold} (kept)" if cfg.prefilter_keep_threshold is not None else "")
         prefilter_card = (f"\n## The prefilter\n\nTF-IDF over the whole text ({len(prefilter.vectorizer.vocabulary_)} "
                           f"words) and a logistic regression (C = {cfg.prefilter_c}), in `prefilter.json` and "
-                          f"`prefilter.safetensors`; as the relevance gate it decides alone {alone}. Dev scores of its "
-                          f"most probable class (i.e. at 0.5):\n\n```\n{report}```\n")
+                          f"`prefilter.safetensors`; as the relevance gate it decides alone {alone}, and elsewhere the "
+                          f"mean of its probability and the classifier's does. Dev scores of its most probable class "
+                          f"(i.e. at 0.5):\n\n```\n{report}```\n")
 
     model = load_base(AutoModelForSequenceClassification, cfg, num_labels=len(cfg.labels), id2label=id2label,
                       label2id=label2id)
