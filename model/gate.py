@@ -50,8 +50,8 @@ class WordPrefilter:
 
     def sure(self, rejected: np.ndarray) -> np.ndarray:
         """Where, given each text's probability of the class the gate skips, the prefilter decides alone."""
-        kept = rejected <= self.keep_threshold if self.keep_threshold is not None else np.zeros(len(rejected), bool)
-        return (rejected >= self.threshold) | kept
+        keep = -np.inf if self.keep_threshold is None else self.keep_threshold
+        return (rejected >= self.threshold) | (rejected <= keep)
 
     def save_pretrained(self, folder: Path) -> None:
         from safetensors.numpy import save_file
