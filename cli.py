@@ -302,8 +302,7 @@ def cmd_bench_speed(args) -> int:
     console.print(table)
     console.print(f"pipeline at its best batch size, {r['pipeline']['batch_size']} "
                   f"(seconds by batch size: {r['pipeline']['seconds_by_batch_size']}); {r['timing']}")
-    console.print(f"speed-up {r['speedup']}×" + (f" (by round: {r['speedup_by_round']})" if args.rounds > 1 else "")
-                  + f", statements agreeing {100 * r['agreement']:.1f}%; "
+    console.print(f"speed-up {r['speedup']}×, statements agreeing {100 * r['agreement']:.1f}%; "
                   f"{r['achieved_gflops']} GFLOP/s of a {r['matmul_peak_gflops']} GFLOP/s matmul peak "
                   f"(MFU {100 * r['model_flops_utilisation']:.1f}%)")
     if "diplotag_fp32" in r:

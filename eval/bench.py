@@ -286,6 +286,11 @@ def model_flops_per_token(model_dir) -> float:
     return 2 * c.num_hidden_layers * per_layer
 
 
+def median_round(speedups: list[float]) -> int:
+    """The index of the round with the median speed-up; of an even number, the lower middle one."""
+    return sorted(range(len(speedups)), key=speedups.__getitem__)[(len(speedups) - 1) // 2]
+
+
 def run_speed_bench(model="default", n_docs=300, sizes=(3, 30, 300), threads=2, backend="torch",
                     out_json=None, command="", repeats=3, precision="fp32", mix=None, rounds=1) -> dict:
     """diplotag (in `precision`, and in fp32 for reference when that is bf16) against the
@@ -308,15 +313,15 @@ def run_speed_bench(model="default", n_docs=300, sizes=(3, 30, 300), threads=2, 
     n_tokens = sum(doc_tokens)
     words = [len(d["text"].split()) for d in docs]
     gate = bool(mix)
-    timed = []  # per round: diplotag's runs by precision, and the pipeline's
+    timed = []  # per round: diplotag's runs by precision, the pipeline's, and the matmul peak of the moment
     for _ in range(rounds):
         runs = {p: _in_fresh_process(_run_diplotag, model, docs, backend, threads, repeats, p, gate)
                 for p in dict.fromkeys((precision, "fp32"))}
-        timed.append((runs, _in_fresh_process(_run_pipeline, model, docs, threads, max_length, stride,
-                                              trained.get("min_span_words", 1), backend, repeats)))
-    by_round = [theirs["seconds"] / runs[precision]["seconds"] for runs, theirs in timed]
-    median = sorted(range(rounds), key=by_round.__getitem__)[(rounds - 1) // 2]  # of an even number, the lower
-    runs, theirs = timed[median]
+        theirs = _in_fresh_process(_run_pipeline, model, docs, threads, max_length, stride,
+                                   trained.get("min_span_words", 1), backend, repeats)
+        timed.append((runs, theirs, matmul_peak_gflops(threads, precision)))
+    by_round = [theirs["seconds"] / runs[precision]["seconds"] for runs, theirs, _ in timed]
+    runs, theirs, peak = timed[median_round(by_round)]
     ours = runs[precision]
     scaling = []
     for n in sizes if not mix else ():
@@ -325,7 +330,6 @@ def run_speed_bench(model="default", n_docs=300, sizes=(3, 30, 300), threads=2, 
         r = _in_fresh_process(_run_diplotag, model, sub, backend, threads, 1, precision, False)
         scaling.append({"documents": n, "tokens": toks, "seconds": round(r["seconds"], 2),
                         "seconds_per_1k_tokens": round(1000 * r["seconds"] / toks, 4)})
-    peak = matmul_peak_gflops(threads, precision)
     tagged_tokens = sum(n for n, gated in zip(doc_tokens, ours["gated"]) if not gated)
     achieved = model_flops_per_token(model) * tagged_tokens / ours["seconds"] / 1e9
 
@@ -340,7 +344,8 @@ def run_speed_bench(model="default", n_docs=300, sizes=(3, 30, 300), threads=2, 
         "pipeline": dict(system(theirs), batch_size=theirs["batch_size"], seconds_by_batch_size=theirs["seconds_by_batch_size"]),
         "timing": f"warm-up on 3 documents, then the best of {repeats} runs, output kept in memory, on both sides"
                   + (f"; {rounds} rounds, each timing diplotag then the pipeline in fresh processes, the figures "
-                     "from the round with the median speed-up" if rounds > 1 else ""),
+                     f"from the round with the median speed-up{' (the lower of the two middle ones)' if rounds % 2 == 0 else ''}"
+                     f" (speed-ups by round: {', '.join(f'{x:.2f}×' for x in by_round)})" if rounds > 1 else ""),
         "speedup": round(theirs["seconds"] / ours["seconds"], 2),
         "speedup_by_round": [round(x, 2) for x in by_round],
         "agreement": round(agreement(ours["spans"], theirs["spans"]), 4),

@@ -127,9 +127,7 @@ def speed_table(res) -> list[str]:
                           f"else would reach {g['speedup_bound']}× the pipeline.")
     if "seconds_by_batch_size" in b:
         lines += ["", "The pipeline runs at its best batch size (seconds at batch sizes "
-                  + ", ".join(f"{k}: {v}" for k, v in b["seconds_by_batch_size"].items()) + f"); {res['timing']}"
-                  + (f" (speed-ups by round: {', '.join(f'{x}×' for x in res['speedup_by_round'])})"
-                     if len(res.get("speedup_by_round", [])) > 1 else "") + "."]
+                  + ", ".join(f"{k}: {v}" for k, v in b["seconds_by_batch_size"].items()) + f"); {res['timing']}."]
     lines += ["", "The pipeline's windows (its own `stride`) are decoded by diplotag's decoder in the pipeline's "
               "`postprocess` (merged windows, most probable valid IOB2 sequence, shortest statement) rather than "
               "by an `aggregation_strategy`, whose per-word argmax answers differ from ours; tokenization, windows "
