@@ -63,7 +63,7 @@ class TrainConfig(BaseModel):
     prefilter_c: float | None = Field(None, gt=0)
     # classifier, as the relevance gate: where the prefilter's probability of the class the gate skips
     # (`offtopic`) reaches this, the prefilter decides alone; between this and the keep threshold below,
-    # the mean of its and the transformer's
+    # the mean of its probability and the transformer's decides
     prefilter_threshold: float = Field(0.9, gt=0, le=1)
     # and where it is at or under this, the prefilter passes the document alone; unset: never
     prefilter_keep_threshold: float | None = Field(None, ge=0, lt=1)
