@@ -1,6 +1,10 @@
 """Compile the corpus sources (data/corpus/src/<split>/*.txt) into data/corpus/<split>.jsonl, and
 the relevance gate's data into data/gate/<split>.jsonl: every corpus document labelled `relevant`
-(it belongs to the beat, statement or not) and every off-topic article the team wrote
+(it belongs to the beat, statement or not), every beat article in business register
+(data/beat/src/<split>/*.txt, compiled to data/beat/<split>.jsonl: earnings calls, markets copy,
+investor notes, business pages — annotated like the corpus, written for the gate, whose off-topic
+business news they would otherwise resemble, and not in the corpus: the tagger and stance models
+were not trained on them) also `relevant`, and every off-topic article the team wrote
 (data/offtopic/src/<split>/*.txt: sport, business, weather, domestic politics, science, … in the
 corpus's voices) labelled `offtopic`."""
 import json
@@ -12,6 +16,7 @@ from .schema import load_corpus, parse_record
 SPLITS = ("train", "dev", "test")
 CORPUS_DIR = Path(__file__).resolve().parent / "corpus"
 OFFTOPIC_DIR = Path(__file__).resolve().parent / "offtopic"
+BEAT_DIR = Path(__file__).resolve().parent / "beat"
 GATE_DIR = Path(__file__).resolve().parent / "gate"
 RELEVANT, OFFTOPIC = "relevant", "offtopic"
 
@@ -35,13 +40,13 @@ def render_jsonl(records) -> str:
     return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
 
 
-def gate_records(corpus: list[dict], offtopic: list[dict]) -> list[dict]:
-    return ([{"id": r["id"], "text": r["text"], "label": RELEVANT} for r in corpus]
+def gate_records(relevant: list[dict], offtopic: list[dict]) -> list[dict]:
+    return ([{"id": r["id"], "text": r["text"], "label": RELEVANT} for r in relevant]
             + [{"id": r["id"], "text": r["text"], "label": OFFTOPIC} for r in offtopic])
 
 
 def build_corpus(corpus_dir: Path = CORPUS_DIR, check: bool = False, offtopic_dir: Path = OFFTOPIC_DIR,
-                 gate_dir: Path = GATE_DIR) -> dict[str, int]:
+                 gate_dir: Path = GATE_DIR, beat_dir: Path = BEAT_DIR) -> dict[str, int]:
     """Write (or, with `check`, compare against) the compiled split files, and the gate's where
     off-topic sources exist. Returns the number of corpus documents per split; with `check`,
     raises if any compiled file is out of date."""
@@ -59,11 +64,18 @@ def build_corpus(corpus_dir: Path = CORPUS_DIR, check: bool = False, offtopic_di
         records = compile_split(corpus_dir / "src" / split)
         write(corpus_dir / f"{split}.jsonl", render_jsonl(records))
         counts[split] = len(records)
+        beat = []
+        if (beat_dir / "src" / split).is_dir():
+            beat = compile_split(beat_dir / "src" / split)
+            twice = sorted({r["id"] for r in beat} & {r["id"] for r in records})
+            if twice:  # one id, one document, in the gate's data as anywhere
+                raise ValueError(f"{beat_dir / 'src' / split}: ids also in the corpus: {', '.join(twice)}")
+            write(beat_dir / f"{split}.jsonl", render_jsonl(beat))
         if (offtopic_dir / "src" / split).is_dir():
             offtopic = compile_split(offtopic_dir / "src" / split)
             if any(r["spans"] for r in offtopic):
                 raise ValueError(f"{offtopic_dir / 'src' / split}: off-topic articles carry no statements")
-            write(gate_dir / f"{split}.jsonl", render_jsonl(gate_records(records, offtopic)))
+            write(gate_dir / f"{split}.jsonl", render_jsonl(gate_records(records + beat, offtopic)))
     if stale:
         raise ValueError(f"out of date with their sources: {', '.join(stale)} (run `diplotag data build`)")
     return counts

@@ -6,7 +6,7 @@ from collections import Counter
 from itertools import combinations
 from pathlib import Path
 
-from .build import CORPUS_DIR, OFFTOPIC_DIR, SPLITS, compile_split, load_splits
+from .build import BEAT_DIR, CORPUS_DIR, OFFTOPIC_DIR, SPLITS, compile_split, load_splits
 from .markup import FORMS, LABELS, STANCES
 from .sentences import sentence_bounds
 
@@ -41,7 +41,8 @@ def near_copies(records, threshold=0.5) -> list[tuple[str, str, float]]:
     return [(a, b, round(j, 3)) for a, b, j in pairwise_5gram_jaccard(records) if j >= threshold]
 
 
-def corpus_stats(corpus_dir: Path = CORPUS_DIR, count_tokens=None, offtopic_dir: Path = OFFTOPIC_DIR) -> dict:
+def corpus_stats(corpus_dir: Path = CORPUS_DIR, count_tokens=None, offtopic_dir: Path = OFFTOPIC_DIR,
+                 beat_dir: Path = BEAT_DIR) -> dict:
     """Every figure of the data card. `count_tokens` (text → number of tokens of the default
     base's tokenizer, given by the caller: data/ knows no model) adds the train split's size."""
     splits = load_splits(corpus_dir)
@@ -95,17 +96,21 @@ def corpus_stats(corpus_dir: Path = CORPUS_DIR, count_tokens=None, offtopic_dir:
         "near_copies": [(a, b, round(j, 3)) for a, b, j in similarities if j >= 0.5],
         "max_5gram_jaccard": round(max((j for _, _, j in similarities), default=0.0), 4),
         "agreement": json.loads(AGREEMENT_FILE.read_text()) if AGREEMENT_FILE.exists() else None,
-        "offtopic": offtopic_stats(offtopic_dir),
+        "offtopic": gate_article_stats(offtopic_dir),
+        "beat": gate_article_stats(beat_dir),
     }
 
 
-def offtopic_stats(offtopic_dir: Path = OFFTOPIC_DIR) -> dict | None:
-    """The off-topic articles of the relevance gate's data: per split, and their topics and voices."""
-    splits = {s: compile_split(offtopic_dir / "src" / s) for s in SPLITS if (offtopic_dir / "src" / s).is_dir()}
+def gate_article_stats(folder: Path) -> dict | None:
+    """The relevance gate's articles outside the corpus (off-topic ones, or beat news in business
+    register): per split, their statements, topics and voices."""
+    splits = {s: compile_split(folder / "src" / s) for s in SPLITS if (folder / "src" / s).is_dir()}
     if not splits:
         return None
     everything = [r for recs in splits.values() for r in recs]
     return {"documents": {s: len(recs) for s, recs in splits.items()},
+            "statements": sum(len(r["spans"]) for r in everything),
+            "documents_without_statement": sum(not r["spans"] for r in everything),
             "median_words": statistics.median(len(r["text"].split()) for r in everything),
             "topics": dict(Counter(r["meta"].get("topic", "?") for r in everything).most_common()),
             "voices": dict(Counter(r["meta"].get("voice", "?") for r in everything).most_common())}
@@ -187,6 +192,19 @@ def render_data_card(st: dict) -> str:
                 "document `relevant`, every off-topic article `offtopic`.",
                 "- Topics: " + ", ".join(f"{k} {v}" for k, v in off["topics"].items()),
                 "- Voices: " + ", ".join(f"{k} {v}" for k, v in off["voices"].items())]
+    beat = st.get("beat")
+    if beat:
+        out += ["", "## Beat news in business register (the relevance gate's, not the corpus's)", "",
+                f"- {sum(beat['documents'].values())} articles ("
+                + ", ".join(f"{k} {v}" for k, v in beat["documents"].items()) + f"), median {beat['median_words']} words, "
+                f"{beat['statements']} statements, {beat['documents_without_statement']} articles with none, in "
+                "`data/beat/src/<split>/`, annotated like the corpus: earnings calls, markets copy, investor notes, "
+                "business pages. The gate's off-topic articles include business news, and the corpus held almost "
+                "no beat news in that register, so the gate learnt the register as off-topic; these are `relevant` "
+                "in `data/gate/<split>.jsonl` and compiled to `data/beat/<split>.jsonl`. The tagger and stance "
+                "models were not trained on them (they would have to be retrained); the test ones were written by "
+                "a writer who saw neither the train nor the dev ones.",
+                "- Voices: " + ", ".join(f"{k} {v}" for k, v in beat["voices"].items())]
     out += ["", "## How it was made", "",
             "Documents were written to the brief in `data/AUTHORING.md`, by voice, in separate batches: train and "
                 "dev first, then the test split in voices and phrasings of its own, by writers who never saw the "

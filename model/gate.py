@@ -13,6 +13,7 @@ PREFILTER_FILES = ("prefilter.json", "prefilter.safetensors")
 # Fixed rather than configured: what the saved vocabulary and idf were computed with. Log term
 # counts, so that one word repeated does not make a document; words in two training documents or more.
 VECTORIZER = {"lowercase": True, "sublinear_tf": True, "min_df": 2}
+GATE_REJECTS = "offtopic"  # the gate's class for documents that skip the tagger
 
 
 class WordPrefilter:
@@ -52,6 +53,12 @@ class WordPrefilter:
         """Where, given each text's probability of the class the gate skips, the prefilter decides alone."""
         keep = -np.inf if self.keep_threshold is None else self.keep_threshold
         return (rejected >= self.threshold) | (rejected <= keep)
+
+    def combine(self, rejected: np.ndarray, classifier: np.ndarray) -> np.ndarray:
+        """The gate's score (its probability of the class it skips) from the prefilter's and the
+        classifier's: the prefilter's where it is `sure`, elsewhere the mean of the two (two views of
+        a document: all its words, and its lead)."""
+        return np.where(self.sure(rejected), rejected, (rejected + classifier) / 2)
 
     def save_pretrained(self, folder: Path) -> None:
         from safetensors.numpy import save_file

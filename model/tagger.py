@@ -19,7 +19,7 @@ from transformers import AutoConfig, AutoModelForSequenceClassification, AutoMod
 
 from ..data.align import bio_to_char_spans, encode_documents, merge_window_probs, special_tokens_template, window_features
 from .base import DEFAULT_MODELS, resolve_base
-from .gate import PREFILTER_FILES, WordPrefilter
+from .gate import GATE_REJECTS, PREFILTER_FILES, WordPrefilter
 from ..data.sentences import sentence_bounds
 from .holder import HOLDS, RERANKER_DIR, HolderRanker
 from .stance import stance_inputs
@@ -28,7 +28,6 @@ from .stance import stance_inputs
 # config.json keys of the calibrations fitted on dev (train/calibrate.py)
 SPAN_CALIBRATION, STANCE_TEMPERATURE = "diplotag_span_platt", "diplotag_stance_temperature"
 PRECISIONS = ("fp32", "bf16")
-GATE_REJECTS = "offtopic"  # the gate's class for documents that skip the tagger
 GATE_THRESHOLD = 0.5       # the off-topic probability from which a document skips it
 # config.json key of a shipped full fine-tune whose word embeddings were frozen: the base to take them from
 EMBEDDINGS_FROM_BASE = "diplotag_word_embeddings_from"
@@ -352,15 +351,13 @@ class Tagger:
         scores, unsure, first = np.zeros(len(texts)), list(range(len(texts))), None
         if self.gate_prefilter is not None:
             first = self.gate_prefilter.probabilities(texts)[:, self.gate_prefilter.labels.index(GATE_REJECTS)]
-            sure = self.gate_prefilter.sure(first)
-            scores, unsure = np.where(sure, first, 0.0), np.flatnonzero(~sure).tolist()
+            scores, unsure = first.copy(), np.flatnonzero(~self.gate_prefilter.sure(first)).tolist()
         if unsure:
             enc = self.gate_tokenizer([texts[i] for i in unsure], truncation=True, max_length=self.gate_max_length)
             probs = self._run(self.gate_model, enc["input_ids"], self.gate_tokenizer.pad_token_id,
                               enc.get("token_type_ids"), self.stance_batch_size)
-            reject = self.gate_model.config.label2id[GATE_REJECTS]
-            for i, p in zip(unsure, probs):
-                scores[i] = p[reject] if first is None else (p[reject] + first[i]) / 2
+            second = np.array([p[self.gate_model.config.label2id[GATE_REJECTS]] for p in probs])
+            scores[unsure] = second if first is None else self.gate_prefilter.combine(first[unsure], second)
         return [float(p) for p in scores]
 
     def predict_stance(self, texts: list[str], spans_per_doc: list[list[dict]], bounds_per_doc=None) -> None:

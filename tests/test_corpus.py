@@ -88,3 +88,29 @@ def test_data_card_is_current(stats):
     from diplotag.data.stats import render_data_card
 
     assert (CORPUS_DIR.parent / "README.md").read_text(encoding="utf-8") == render_data_card(stats)
+
+
+def test_beat_articles_join_the_gate_data_as_relevant(tmp_path):
+    """data/beat (beat news in business register, annotated, not in the corpus): compiled to its
+    own JSONL and into the gate's data as `relevant`, beside the corpus; an id both have is an error."""
+    import json
+
+    source = (CORPUS_DIR / "src" / "train" / "trade-001.txt").read_text(encoding="utf-8")
+    offtopic = "id: off-1\ndate: 2020-01-01\nsource: paper\nvoice: wire\ntopic: sport\n---\nThe home side won 2-0 on Sunday.\n"
+    dirs = {name: tmp_path / name for name in ("corpus", "beat", "offtopic", "gate")}
+    for split in SPLITS:
+        for name, doc_id, text in (("corpus", f"trade-{split}", source), ("beat", f"beatcall-{split}", source),
+                                   ("offtopic", "off-1", offtopic)):
+            folder = dirs[name] / "src" / split
+            folder.mkdir(parents=True)
+            (folder / f"{doc_id}.txt").write_text(text.replace("id: trade-001", f"id: {doc_id}").replace("id: off-1", f"id: {doc_id}"),
+                                                  encoding="utf-8")
+    build_corpus(dirs["corpus"], offtopic_dir=dirs["offtopic"], gate_dir=dirs["gate"], beat_dir=dirs["beat"])
+    gate = [json.loads(line) for line in (dirs["gate"] / "dev.jsonl").read_text().splitlines()]
+    assert [(r["id"], r["label"]) for r in gate] == [("trade-dev", "relevant"), ("beatcall-dev", "relevant"), ("off-1", "offtopic")]
+    beat = [json.loads(line) for line in (dirs["beat"] / "dev.jsonl").read_text().splitlines()]
+    assert [r["id"] for r in beat] == ["beatcall-dev"] and beat[0]["spans"]
+    build_corpus(dirs["corpus"], check=True, offtopic_dir=dirs["offtopic"], gate_dir=dirs["gate"], beat_dir=dirs["beat"])
+    (dirs["beat"] / "src" / "dev" / "trade-dev.txt").write_text(source.replace("id: trade-001", "id: trade-dev"), encoding="utf-8")
+    with pytest.raises(ValueError, match="ids also in the corpus: trade-dev"):
+        build_corpus(dirs["corpus"], offtopic_dir=dirs["offtopic"], gate_dir=dirs["gate"], beat_dir=dirs["beat"])

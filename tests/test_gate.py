@@ -55,6 +55,11 @@ def test_a_classifier_trains_from_tsv_into_a_standard_folder(tmp_path, tiny_base
     stamp = json.loads((out / "stamp.json").read_text())
     assert {"eval_macro_f1", "eval_recall_relevant", "eval_recall_offtopic"} <= set(stamp["dev_metrics"])
     assert "Per-class dev scores" in (out / "README.md").read_text()
+    # the checkpoint is chosen as `tag --gate` decides, both stages together: what it must pass first,
+    # then what it skips (24 dev documents: the second weighs under one document's worth of the first)
+    dev = stamp["dev_metrics"]
+    assert yaml.safe_load(Path(path).read_text())["best_metric"] == "gate_pass_then_skip"
+    assert dev["eval_gate_pass_then_skip"] == pytest.approx(dev["eval_gate_recall_relevant"] + dev["eval_gate_recall_offtopic"] / 25)
     # configs/gate.yaml's word prefilter, fitted beside it, with its dev scores on the card; it ships
     # with the gate and loads with it
     from diplotag.model.gate import PREFILTER_FILES, WordPrefilter
@@ -67,7 +72,7 @@ def test_a_classifier_trains_from_tsv_into_a_standard_folder(tmp_path, tiny_base
     config = yaml.safe_load(Path(path).read_text())
     assert (shipped.threshold, shipped.keep_threshold) == (config["prefilter_threshold"], config["prefilter_keep_threshold"])
     # a run without one, into the same folder, leaves none of the earlier run's behind
-    path.write_text(yaml.safe_dump(dict(yaml.safe_load(path.read_text()), prefilter_c=None)))
+    path.write_text(yaml.safe_dump(dict(yaml.safe_load(path.read_text()), prefilter_c=None, best_metric="recall_relevant")))
     assert main(["train", "classifier", "--config", str(path)]) == 0
     assert not any((out / name).exists() for name in PREFILTER_FILES) and "## The prefilter" not in (out / "README.md").read_text()
 

@@ -39,6 +39,8 @@ def tiny_config(tmp_path, tiny_base, small_corpus, task="tagger", **extra):
     ({"max_length": 1024}, "max_length 1024 is more than"),  # the tiny base has 512 positions
     ({"encoder_layers": 3}, "encoder_layers 3 is more than"),  # and two layers
     ({"task": "classifier", "best_metric": "f1"}, "best_metric: 'f1' is none of macro_f1, accuracy, recall_"),
+    ({"task": "classifier", "best_metric": "gate_pass_then_skip"},  # the gate's metrics need its prefilter
+     "best_metric: 'gate_pass_then_skip' is none of macro_f1, accuracy, recall_"),
     ({"prefilter_c": 10}, "prefilter_c: only a document classifier"),
     ({"task": "classifier", "prefilter_c": 10, "prefilter_keep_threshold": 0.9},
      "prefilter_keep_threshold (0.9) must be under prefilter_threshold (0.9)"),

@@ -8,10 +8,12 @@ import time
 
 import numpy as np
 from datasets import Dataset
+from scipy.special import softmax
 from sklearn.metrics import accuracy_score, classification_report, f1_score, recall_score
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, set_seed
 
-from ..model.gate import PREFILTER_FILES, WordPrefilter
+from ..model.gate import GATE_REJECTS, PREFILTER_FILES, WordPrefilter
+from ..model.tagger import GATE_THRESHOLD
 from .common import base_path, load_base, load_split, resume_point, train_sequence_classifier, training_arguments, with_lora
 from .config import TrainConfig
 
@@ -33,11 +35,13 @@ def train_classifier(cfg: TrainConfig, resume: bool = False):
             splits[name] = Dataset.from_list(rows).map(
                 lambda b: tokenizer(b["text"], truncation=True, max_length=cfg.max_length), batched=True,
                 remove_columns=["text"])
-    prefilter, prefilter_card = None, ""
+    prefilter, prefilter_card, gate_first = None, "", None
     if cfg.prefilter_c:  # seconds, before the transformer, so that its card can show both
         prefilter = WordPrefilter.fit([r["text"] for r in records["train"]], [r["label"] for r in records["train"]],
                                       cfg.prefilter_c, cfg.prefilter_threshold, cfg.prefilter_keep_threshold)
         probs = prefilter.probabilities([r["text"] for r in records["dev"]])
+        if GATE_REJECTS in cfg.labels:  # the gate's first stage on dev, for the checkpoints' gate_* metrics
+            gate_first = probs[:, prefilter.labels.index(GATE_REJECTS)]
         report = classification_report([r["label"] for r in records["dev"]],
                                        [prefilter.labels[i] for i in probs.argmax(1)],
                                        labels=cfg.labels, digits=4, zero_division=0)
@@ -60,9 +64,21 @@ def train_classifier(cfg: TrainConfig, resume: bool = False):
         reports["last"] = classification_report(gold, best, labels=list(id2label), target_names=cfg.labels,
                                                 digits=4, zero_division=0)
         recalls = recall_score(gold, best, labels=list(id2label), average=None, zero_division=0)
-        return {"macro_f1": f1_score(gold, best, average="macro", labels=list(id2label)),
-                "accuracy": accuracy_score(gold, best),
-                **{f"recall_{c}": float(r) for c, r in zip(cfg.labels, recalls)}}
+        out = {"macro_f1": f1_score(gold, best, average="macro", labels=list(id2label)),
+               "accuracy": accuracy_score(gold, best),
+               **{f"recall_{c}": float(r) for c, r in zip(cfg.labels, recalls)}}
+        if gate_first is not None:  # the gate as `diplotag tag --gate` decides: both stages, at its threshold
+            second = softmax(np.asarray(logits, dtype=np.float64), axis=-1)[:, label2id[GATE_REJECTS]]
+            skipped = prefilter.combine(gate_first, second) >= GATE_THRESHOLD
+            rejects = np.asarray(gold) == label2id[GATE_REJECTS]
+            right = np.where(rejects, skipped, ~skipped)
+            out.update({f"gate_recall_{c}": float(right[np.asarray(gold) == i].mean()) if (np.asarray(gold) == i).any() else 0.0
+                        for i, c in id2label.items()})
+            # a gate is there to lose nothing, skipping comes second: its recall of what it must pass, ties
+            # broken by its recall of what it skips (a share of one document's worth, so never more)
+            passed, skips = (float(right[m].mean()) if m.any() else 0.0 for m in (~rejects, rejects))
+            out["gate_pass_then_skip"] = passed + skips / (len(right) + 1)
+        return out
 
     def card():  # after the last evaluation, whose per-class report it shows
         return (f"Training data: {len(splits['train'])} documents, read up to their first {cfg.max_length} tokens; "

@@ -11,6 +11,8 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from ..model.gate import GATE_REJECTS
+
 
 class LoraSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -56,7 +58,9 @@ class TrainConfig(BaseModel):
     head_words: int = Field(0, ge=0)                   # holder: the document's first N words close the cross-encoder's context
     ranker_hidden: int = Field(0, ge=0)                # holder: tanh units beside the ranker's linear score; 0 = linear
     ranker_weight_decay: float | None = Field(None, ge=0)  # holder: the ranker's L2 penalty; unset: weight_decay's
-    # classifier: the dev metric that picks the checkpoint (macro_f1, accuracy or recall_<label>)
+    # classifier: the dev metric that picks the checkpoint (macro_f1, accuracy or recall_<label>; with a
+    # prefilter and an `offtopic` label, also the gate's, both stages deciding: gate_recall_<label>, and
+    # gate_pass_then_skip: its recall of the documents it must pass, ties broken by the skipped ones')
     best_metric: str = "macro_f1"
     # classifier: a first stage, TF-IDF and a logistic regression over the whole text at this inverse
     # L2 penalty (model/gate.py), fitted beside the transformer; unset: none
@@ -94,6 +98,8 @@ class TrainConfig(BaseModel):
         if len(set(self.labels)) != len(self.labels):
             raise ValueError(f"labels: duplicates in {self.labels}")
         metrics = ["macro_f1", "accuracy"] + [f"recall_{label}" for label in self.labels]
+        if self.prefilter_c and GATE_REJECTS in self.labels:  # the gate's, both stages as `diplotag tag --gate` runs them
+            metrics += [f"gate_recall_{label}" for label in self.labels] + ["gate_pass_then_skip"]
         if self.task == "classifier" and self.best_metric not in metrics:
             raise ValueError(f"best_metric: {self.best_metric!r} is none of {', '.join(metrics)}")
         if self.prefilter_c and self.task != "classifier":
