@@ -338,6 +338,8 @@ def cmd_report(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .model.gate import GATE_THRESHOLD  # numpy only: the parser stays quick to build
+
     parser = argparse.ArgumentParser(prog="diplotag", description=__doc__)
     verbs = parser.add_subparsers(dest="verb", required=True)
 
@@ -389,11 +391,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gate", action="store_true",
                    help="run the relevance gate first: documents it calls off-topic are not tagged (their records say "
                         "\"gated\": true)")
-    p.add_argument("--gate-threshold", type=float, default=0.5,
-                   help="the gate's off-topic probability from which a document is skipped (default 0.5, as eval scores it); "
-                        "where the gate has a word prefilter, its own score decides wherever it is sure (off-topic "
-                        "probability 0.9 or more, or 0.02 or less, for the shipped gate), the mean of its and the "
-                        "classifier's elsewhere")
+    p.add_argument("--gate-threshold", type=float, default=GATE_THRESHOLD,
+                   help=f"the gate's off-topic probability from which a document is skipped (default {GATE_THRESHOLD}, as "
+                        "eval scores it); where the gate has a word prefilter, its own score decides wherever it is sure "
+                        "(off-topic probability 0.8 or more, or 0.02 or less, for the shipped gate), the mean of its and "
+                        "the classifier's elsewhere")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, … (default: cuda when there is one)")
     p.add_argument("--batch-size", type=int, default=8, help="windows per forward pass of the tagger")
     p.add_argument("--stance-batch-size", type=int, default=32, help="statements per forward pass of the stance model")

@@ -19,7 +19,7 @@ from transformers import AutoConfig, AutoModelForSequenceClassification, AutoMod
 
 from ..data.align import bio_to_char_spans, encode_documents, merge_window_probs, special_tokens_template, window_features
 from .base import DEFAULT_MODELS, resolve_base
-from .gate import GATE_REJECTS, PREFILTER_FILES, WordPrefilter
+from .gate import GATE_REJECTS, GATE_THRESHOLD, PREFILTER_FILES, WordPrefilter
 from ..data.sentences import sentence_bounds
 from .holder import HOLDS, RERANKER_DIR, HolderRanker
 from .stance import stance_inputs
@@ -28,7 +28,6 @@ from .stance import stance_inputs
 # config.json keys of the calibrations fitted on dev (train/calibrate.py)
 SPAN_CALIBRATION, STANCE_TEMPERATURE = "diplotag_span_platt", "diplotag_stance_temperature"
 PRECISIONS = ("fp32", "bf16")
-GATE_THRESHOLD = 0.5       # the off-topic probability from which a document skips it
 # config.json key of a shipped full fine-tune whose word embeddings were frozen: the base to take them from
 EMBEDDINGS_FROM_BASE = "diplotag_word_embeddings_from"
 

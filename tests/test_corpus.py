@@ -92,7 +92,7 @@ def test_data_card_is_current(stats):
 
 def test_beat_articles_join_the_gate_data_as_relevant(tmp_path):
     """data/beat (beat news in business register, annotated, not in the corpus): compiled to its
-    own JSONL and into the gate's data as `relevant`, beside the corpus; an id both have is an error."""
+    own JSONL and into the gate's data as `relevant`, beside the corpus; an id twice in a split is an error."""
     import json
 
     source = (CORPUS_DIR / "src" / "train" / "trade-001.txt").read_text(encoding="utf-8")
@@ -111,6 +111,12 @@ def test_beat_articles_join_the_gate_data_as_relevant(tmp_path):
     beat = [json.loads(line) for line in (dirs["beat"] / "dev.jsonl").read_text().splitlines()]
     assert [r["id"] for r in beat] == ["beatcall-dev"] and beat[0]["spans"]
     build_corpus(dirs["corpus"], check=True, offtopic_dir=dirs["offtopic"], gate_dir=dirs["gate"], beat_dir=dirs["beat"])
+    # one id, one document, in a split: a beat article with a corpus document's id, or an off-topic one's
     (dirs["beat"] / "src" / "dev" / "trade-dev.txt").write_text(source.replace("id: trade-001", "id: trade-dev"), encoding="utf-8")
-    with pytest.raises(ValueError, match="ids also in the corpus: trade-dev"):
+    with pytest.raises(ValueError, match=r"beat/src/dev: id 'trade-dev' also in .*corpus/src/dev"):
+        build_corpus(dirs["corpus"], offtopic_dir=dirs["offtopic"], gate_dir=dirs["gate"], beat_dir=dirs["beat"])
+    (dirs["beat"] / "src" / "dev" / "trade-dev.txt").unlink()
+    (dirs["offtopic"] / "src" / "test" / "beatcall-test.txt").write_text(offtopic.replace("id: off-1", "id: beatcall-test"),
+                                                                        encoding="utf-8")
+    with pytest.raises(ValueError, match=r"offtopic/src/test: id 'beatcall-test' also in .*beat/src/test"):
         build_corpus(dirs["corpus"], offtopic_dir=dirs["offtopic"], gate_dir=dirs["gate"], beat_dir=dirs["beat"])

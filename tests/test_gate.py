@@ -77,6 +77,27 @@ def test_a_classifier_trains_from_tsv_into_a_standard_folder(tmp_path, tiny_base
     assert not any((out / name).exists() for name in PREFILTER_FILES) and "## The prefilter" not in (out / "README.md").read_text()
 
 
+def test_checkpoints_are_scored_as_the_gate_decides_losing_nothing_first():
+    """`gate_metrics`: both stages' probabilities give the decision `tag --gate` makes (the
+    prefilter alone where sure, else the mean, at the gate's threshold); a checkpoint that loses
+    one beat document scores under one that loses none, however many off-topic ones it skips."""
+    from types import SimpleNamespace
+
+    from diplotag.model.gate import WordPrefilter
+    from diplotag.train.classifier import gate_metrics
+
+    prefilter = WordPrefilter(SimpleNamespace(), ["offtopic", "relevant"], np.zeros((1, 1)), np.zeros(1),
+                              threshold=0.8, keep_threshold=0.02)
+    labels = {0: "relevant", 1: "offtopic"}
+    gold = np.array([0, 0, 1, 1])
+    first = np.array([0.01, 0.4, 0.85, 0.6])  # sure (kept), unsure, sure (skipped), unsure
+    careful = gate_metrics(prefilter, first, np.array([0.99, 0.5, 0.0, 0.3]), gold, labels)
+    assert careful == {"gate_recall_relevant": 1.0, "gate_recall_offtopic": 0.5, "gate_pass_then_skip": 1.0 + 0.5 / 5}
+    bold = gate_metrics(prefilter, first, np.array([0.0, 0.7, 0.0, 0.9]), gold, labels)  # the mean skips all
+    assert (bold["gate_recall_relevant"], bold["gate_recall_offtopic"]) == (0.5, 1.0)
+    assert bold["gate_pass_then_skip"] < careful["gate_pass_then_skip"]
+
+
 def test_a_shallower_classifier_keeps_the_first_layers_of_its_base_in_both_its_forms(tmp_path, tiny_base, small_corpus):
     """`encoder_layers: 1` of the two-layer tiny base: the merged model and the shipped adapter
     both load (as `tag --gate` loads them) with one layer, the base's first."""

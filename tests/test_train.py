@@ -41,6 +41,8 @@ def tiny_config(tmp_path, tiny_base, small_corpus, task="tagger", **extra):
     ({"task": "classifier", "best_metric": "f1"}, "best_metric: 'f1' is none of macro_f1, accuracy, recall_"),
     ({"task": "classifier", "best_metric": "gate_pass_then_skip"},  # the gate's metrics need its prefilter
      "best_metric: 'gate_pass_then_skip' is none of macro_f1, accuracy, recall_"),
+    ({"task": "classifier", "prefilter_c": 10, "best_metric": "gate_pass_then_skip"},  # and an offtopic label
+     "best_metric: 'gate_pass_then_skip' is none of macro_f1, accuracy, recall_"),
     ({"prefilter_c": 10}, "prefilter_c: only a document classifier"),
     ({"task": "classifier", "prefilter_c": 10, "prefilter_keep_threshold": 0.9},
      "prefilter_keep_threshold (0.9) must be under prefilter_threshold (0.9)"),

@@ -12,10 +12,22 @@ from scipy.special import softmax
 from sklearn.metrics import accuracy_score, classification_report, f1_score, recall_score
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, set_seed
 
-from ..model.gate import GATE_REJECTS, PREFILTER_FILES, WordPrefilter
-from ..model.tagger import GATE_THRESHOLD
+from ..model.gate import GATE_REJECTS, GATE_THRESHOLD, PREFILTER_FILES, WordPrefilter
 from .common import base_path, load_base, load_split, resume_point, train_sequence_classifier, training_arguments, with_lora
 from .config import TrainConfig
+
+
+def gate_metrics(prefilter: WordPrefilter, first: np.ndarray, second: np.ndarray, gold: np.ndarray, id2label: dict) -> dict:
+    """The gate as `diplotag tag --gate` decides, from each document's off-topic probability by the
+    prefilter (`first`) and by the classifier (`second`): `gate_recall_<label>`, and
+    `gate_pass_then_skip`, its recall of the documents it must pass, ties broken by its recall of
+    those it skips (worth less than one document of the first: a gate is there to lose nothing)."""
+    skipped = np.round(prefilter.combine(first, second), 4) >= GATE_THRESHOLD  # the score as `tag` writes it
+    rejects = gold == [i for i, c in id2label.items() if c == GATE_REJECTS][0]
+    right = np.where(rejects, skipped, ~skipped)
+    out = {f"gate_recall_{c}": float(right[gold == i].mean()) if (gold == i).any() else 0.0 for i, c in id2label.items()}
+    passed, skips = (float(right[m].mean()) if m.any() else 0.0 for m in (~rejects, rejects))
+    return {**out, "gate_pass_then_skip": passed + skips / (len(right) + 1)}
 
 
 def train_classifier(cfg: TrainConfig, resume: bool = False):
@@ -67,17 +79,9 @@ def train_classifier(cfg: TrainConfig, resume: bool = False):
         out = {"macro_f1": f1_score(gold, best, average="macro", labels=list(id2label)),
                "accuracy": accuracy_score(gold, best),
                **{f"recall_{c}": float(r) for c, r in zip(cfg.labels, recalls)}}
-        if gate_first is not None:  # the gate as `diplotag tag --gate` decides: both stages, at its threshold
+        if gate_first is not None:
             second = softmax(np.asarray(logits, dtype=np.float64), axis=-1)[:, label2id[GATE_REJECTS]]
-            skipped = prefilter.combine(gate_first, second) >= GATE_THRESHOLD
-            rejects = np.asarray(gold) == label2id[GATE_REJECTS]
-            right = np.where(rejects, skipped, ~skipped)
-            out.update({f"gate_recall_{c}": float(right[np.asarray(gold) == i].mean()) if (np.asarray(gold) == i).any() else 0.0
-                        for i, c in id2label.items()})
-            # a gate is there to lose nothing, skipping comes second: its recall of what it must pass, ties
-            # broken by its recall of what it skips (a share of one document's worth, so never more)
-            passed, skips = (float(right[m].mean()) if m.any() else 0.0 for m in (~rejects, rejects))
-            out["gate_pass_then_skip"] = passed + skips / (len(right) + 1)
+            out.update(gate_metrics(prefilter, gate_first, second, np.asarray(gold), id2label))
         return out
 
     def card():  # after the last evaluation, whose per-class report it shows

@@ -240,7 +240,7 @@ def save_trained(trainer, tokenizer, cfg: TrainConfig, metrics: dict, started: f
              "dev_metrics": metrics,
              # every evaluation of the run: how fast it left the all-O start, and where it peaked
              "dev_per_epoch": [{k: round(v, 4) for k, v in e.items()
-                                if k == "epoch" or k in EPOCH_METRICS or k.startswith("eval_recall_")}
+                                if k == "epoch" or k in EPOCH_METRICS or k.startswith(("eval_recall_", "eval_gate_"))}
                                for e in in_training(trainer.state.log_history) if "eval_loss" in e]}
     (out / "stamp.json").write_text(json.dumps(stamp, indent=1))
     (out / "README.md").write_text(model_card(cfg, stamp, extra_card))
