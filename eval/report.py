@@ -8,7 +8,7 @@ from ..data.markup import LABELS
 from ..model.base import DEFAULT_MODELS
 from ..data.schema import load_corpus
 from ..data.sentences import sentence_bounds, sentence_of
-from ..model.tagger import GATE_THRESHOLD
+from ..model.gate import GATE_THRESHOLD
 from . import metrics
 from .baselines import KeywordTagger, TfidfStance
 

@@ -60,7 +60,7 @@ class TrainConfig(BaseModel):
     ranker_weight_decay: float | None = Field(None, ge=0)  # holder: the ranker's L2 penalty; unset: weight_decay's
     # classifier: the dev metric that picks the checkpoint (macro_f1, accuracy or recall_<label>; with a
     # prefilter and an `offtopic` label, also the gate's, both stages deciding: gate_recall_<label>, and
-    # gate_pass_then_skip: its recall of the documents it must pass, ties broken by the skipped ones')
+    # gate_pass_then_skip: its recall of the documents it must pass, ties broken by its recall of the skipped ones)
     best_metric: str = "macro_f1"
     # classifier: a first stage, TF-IDF and a logistic regression over the whole text at this inverse
     # L2 penalty (model/gate.py), fitted beside the transformer; unset: none
