@@ -1,10 +1,10 @@
 """Compile the corpus sources (data/corpus/src/<split>/*.txt) into data/corpus/<split>.jsonl, and
 the relevance gate's data into data/gate/<split>.jsonl: every corpus document labelled `relevant`
-(it belongs to the beat, statement or not), every beat article in business register
-(data/beat/src/<split>/*.txt, compiled to data/beat/<split>.jsonl: earnings calls, markets copy,
-investor notes, business pages — annotated like the corpus, written for the gate, whose off-topic
-business news they would otherwise resemble, and not in the corpus: the tagger and stance models
-were not trained on them) also `relevant`, and every off-topic article the team wrote
+(it belongs to the beat, statement or not), every held-out beat article in business register
+(data/beat/src/test/*.txt, compiled to data/beat/test.jsonl: earnings calls, markets copy, investor
+notes, business pages — annotated like the corpus, whose train and dev articles in that register
+joined the corpus, kept apart so that the register is measured on articles written by a hand that
+saw none of them) also `relevant`, and every off-topic article the team wrote
 (data/offtopic/src/<split>/*.txt: sport, business, weather, domestic politics, science, … in the
 corpus's voices) labelled `offtopic`."""
 import json
@@ -63,16 +63,14 @@ def build_corpus(corpus_dir: Path = CORPUS_DIR, check: bool = False, offtopic_di
     folders = {"corpus": corpus_dir, "beat": beat_dir, "offtopic": offtopic_dir}
     compiled = {(name, split): compile_split(folder / "src" / split) for name, folder in folders.items()
                 for split in SPLITS if name == "corpus" or (folder / "src" / split).is_dir()}
-    # one id, one document, within a split's files and the gate's file that joins them (12 corpus ids,
-    # e.g. mofa-033, name one document in train and another in dev: renaming them changes the data
-    # every shipped model is stamped with, so that waits for the next retraining)
-    for split in SPLITS:
-        where = {}
-        for name in folders:
-            for r in compiled.get((name, split), []):
-                if r["id"] in where:
-                    raise ValueError(f"{folders[name] / 'src' / split}: id {r['id']!r} also in {where[r['id']]}")
-                where[r["id"]] = folders[name] / "src" / split
+    # one id, one document, across every split and folder: an id is how errors, agreement rounds
+    # and resumed jobs name a document
+    where = {}
+    for (name, split), records in compiled.items():
+        for r in records:
+            if r["id"] in where:
+                raise ValueError(f"{folders[name] / 'src' / split}: id {r['id']!r} also in {where[r['id']]}")
+            where[r["id"]] = folders[name] / "src" / split
     for split in SPLITS:
         records, beat = compiled["corpus", split], compiled.get(("beat", split), [])
         write(corpus_dir / f"{split}.jsonl", render_jsonl(records))

@@ -194,16 +194,17 @@ def render_data_card(st: dict) -> str:
                 "- Voices: " + ", ".join(f"{k} {v}" for k, v in off["voices"].items())]
     beat = st.get("beat")
     if beat:
-        out += ["", "## Beat news in business register (the relevance gate's, not the corpus's)", "",
+        out += ["", "## Held-out beat news in business register", "",
                 f"- {sum(beat['documents'].values())} articles ("
                 + ", ".join(f"{k} {v}" for k, v in beat["documents"].items()) + f"), median {beat['median_words']} words, "
                 f"{beat['statements']} statements, {beat['documents_without_statement']} articles with none, in "
-                "`data/beat/src/<split>/`, annotated like the corpus: earnings calls, markets copy, investor notes, "
-                "business pages. The gate's off-topic articles include business news, and the corpus held almost "
-                "no beat news in that register, so the gate learnt the register as off-topic; these are `relevant` "
-                "in `data/gate/<split>.jsonl` and compiled to `data/beat/<split>.jsonl`. The tagger and stance "
-                "models were not trained on them (they would have to be retrained); the test ones were written by "
-                "a writer who saw neither the train nor the dev ones.",
+                "`data/beat/src/test/`, annotated like the corpus: shareholder letters, business TV, shipping and "
+                "markets commentary, exchange filings. The gate's off-topic articles include business news, and the "
+                "corpus held almost no beat news in that register, so the gate learnt the register as off-topic. 60 "
+                "articles in the register (earnings calls, markets copy, investor notes, business pages; files "
+                "`beat*-NNN`, 48 train, 12 dev) were written for the gate and then joined the corpus; these 12, by a "
+                "writer who saw none of them, are kept apart to measure the register: compiled to "
+                "`data/beat/test.jsonl`, and `relevant` in `data/gate/test.jsonl`.",
                 "- Voices: " + ", ".join(f"{k} {v}" for k, v in beat["voices"].items())]
     out += ["", "## How it was made", "",
             "Documents were written to the brief in `data/AUTHORING.md`, by voice, in separate batches: train and "

@@ -91,32 +91,43 @@ def test_data_card_is_current(stats):
 
 
 def test_beat_articles_join_the_gate_data_as_relevant(tmp_path):
-    """data/beat (beat news in business register, annotated, not in the corpus): compiled to its
-    own JSONL and into the gate's data as `relevant`, beside the corpus; an id twice in a split is an error."""
+    """data/beat (held-out beat news in business register, annotated, not in the corpus): compiled to
+    its own JSONL and into the gate's data as `relevant`, beside the corpus; an id used twice, in one
+    split or across splits, is an error."""
     import json
 
     source = (CORPUS_DIR / "src" / "train" / "trade-001.txt").read_text(encoding="utf-8")
     offtopic = "id: off-1\ndate: 2020-01-01\nsource: paper\nvoice: wire\ntopic: sport\n---\nThe home side won 2-0 on Sunday.\n"
     dirs = {name: tmp_path / name for name in ("corpus", "beat", "offtopic", "gate")}
+
+    def write(name, split, doc_id, text):
+        folder = dirs[name] / "src" / split
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"{doc_id}.txt").write_text(text.replace("id: trade-001", f"id: {doc_id}").replace("id: off-1", f"id: {doc_id}"),
+                                              encoding="utf-8")
+
     for split in SPLITS:
-        for name, doc_id, text in (("corpus", f"trade-{split}", source), ("beat", f"beatcall-{split}", source),
-                                   ("offtopic", "off-1", offtopic)):
-            folder = dirs[name] / "src" / split
-            folder.mkdir(parents=True)
-            (folder / f"{doc_id}.txt").write_text(text.replace("id: trade-001", f"id: {doc_id}").replace("id: off-1", f"id: {doc_id}"),
-                                                  encoding="utf-8")
-    build_corpus(dirs["corpus"], offtopic_dir=dirs["offtopic"], gate_dir=dirs["gate"], beat_dir=dirs["beat"])
-    gate = [json.loads(line) for line in (dirs["gate"] / "dev.jsonl").read_text().splitlines()]
-    assert [(r["id"], r["label"]) for r in gate] == [("trade-dev", "relevant"), ("beatcall-dev", "relevant"), ("off-1", "offtopic")]
-    beat = [json.loads(line) for line in (dirs["beat"] / "dev.jsonl").read_text().splitlines()]
-    assert [r["id"] for r in beat] == ["beatcall-dev"] and beat[0]["spans"]
-    build_corpus(dirs["corpus"], check=True, offtopic_dir=dirs["offtopic"], gate_dir=dirs["gate"], beat_dir=dirs["beat"])
-    # one id, one document, in a split: a beat article with a corpus document's id, or an off-topic one's
-    (dirs["beat"] / "src" / "dev" / "trade-dev.txt").write_text(source.replace("id: trade-001", "id: trade-dev"), encoding="utf-8")
-    with pytest.raises(ValueError, match=r"beat/src/dev: id 'trade-dev' also in .*corpus/src/dev"):
-        build_corpus(dirs["corpus"], offtopic_dir=dirs["offtopic"], gate_dir=dirs["gate"], beat_dir=dirs["beat"])
-    (dirs["beat"] / "src" / "dev" / "trade-dev.txt").unlink()
-    (dirs["offtopic"] / "src" / "test" / "beatcall-test.txt").write_text(offtopic.replace("id: off-1", "id: beatcall-test"),
-                                                                        encoding="utf-8")
-    with pytest.raises(ValueError, match=r"offtopic/src/test: id 'beatcall-test' also in .*beat/src/test"):
-        build_corpus(dirs["corpus"], offtopic_dir=dirs["offtopic"], gate_dir=dirs["gate"], beat_dir=dirs["beat"])
+        write("corpus", split, f"trade-{split}", source)
+        write("offtopic", split, f"off-{split}", offtopic)
+    write("beat", "test", "beatcall-test", source)
+    build = lambda **kw: build_corpus(dirs["corpus"], offtopic_dir=dirs["offtopic"], gate_dir=dirs["gate"], beat_dir=dirs["beat"], **kw)
+    build()
+    gate = [json.loads(line) for line in (dirs["gate"] / "test.jsonl").read_text().splitlines()]
+    assert [(r["id"], r["label"]) for r in gate] == [("trade-test", "relevant"), ("beatcall-test", "relevant"), ("off-test", "offtopic")]
+    beat = [json.loads(line) for line in (dirs["beat"] / "test.jsonl").read_text().splitlines()]
+    assert [r["id"] for r in beat] == ["beatcall-test"] and beat[0]["spans"]
+    assert not (dirs["beat"] / "dev.jsonl").exists()  # a split without beat sources gets no file
+    build(check=True)
+    # one id, one document: a beat article with a corpus document's id, an off-topic one with a beat
+    # article's, a dev document with a train document's
+    write("beat", "test", "trade-test", source)
+    with pytest.raises(ValueError, match=r"beat/src/test: id 'trade-test' also in .*corpus/src/test"):
+        build()
+    (dirs["beat"] / "src" / "test" / "trade-test.txt").unlink()
+    write("offtopic", "test", "beatcall-test", offtopic)
+    with pytest.raises(ValueError, match=r"id 'beatcall-test' also in"):
+        build()
+    (dirs["offtopic"] / "src" / "test" / "beatcall-test.txt").unlink()
+    write("corpus", "dev", "trade-train", source)
+    with pytest.raises(ValueError, match=r"corpus/src/dev: id 'trade-train' also in .*corpus/src/train"):
+        build()
