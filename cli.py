@@ -216,10 +216,7 @@ def cmd_data_agreement(args) -> int:
         agreement.export_plain(ids, Path(args.plain_dir))
         print(f"wrote {len(ids)} plain documents to {args.plain_dir}", file=sys.stderr)
         return 0
-    rounds, notes = {}, []
-    for plain in sorted(agreement.SECOND_DIR.parent.glob("plain*")):  # one folder of plain documents a round
-        rounds[plain.name], disagreements = agreement.score([agreement.SECOND_DIR / p.name for p in plain.glob("*.txt")])
-        notes += disagreements
+    rounds, notes = agreement.score_rounds()
     agreement.write_agreement(rounds, notes, Path(args.notes).read_text().strip() if args.notes else "")
     print(json.dumps(rounds, indent=1))
     return 0

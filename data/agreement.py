@@ -98,6 +98,16 @@ def score(second_dir: Path = SECOND_DIR) -> tuple[dict, list[str]]:
     return figures, notes
 
 
+def score_rounds() -> tuple[dict, list[str]]:
+    """Every round of the study (a `plain*` folder of the documents it sent out, whose second
+    annotations are in `SECOND_DIR`): round name → its figures, and all rounds' disagreements."""
+    rounds, notes = {}, []
+    for plain in sorted(SECOND_DIR.parent.glob("plain*")):
+        rounds[plain.name], disagreements = score([SECOND_DIR / p.name for p in plain.glob("*.txt")])
+        notes += disagreements
+    return rounds, notes
+
+
 def write_agreement(rounds: dict, notes: list[str], extra_notes: str = "") -> None:
     """`rounds`: round name (its folder of plain documents) → its figures."""
     (CORPUS_DIR / "agreement.json").write_text(json.dumps({"rounds": rounds, "notes": extra_notes}, indent=1) + "\n")

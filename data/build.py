@@ -1,10 +1,10 @@
 """Compile the corpus sources (data/corpus/src/<split>/*.txt) into data/corpus/<split>.jsonl, and
 the relevance gate's data into data/gate/<split>.jsonl: every corpus document labelled `relevant`
 (it belongs to the beat, statement or not), every held-out beat article in business register
-(data/beat/src/test/*.txt, compiled to data/beat/test.jsonl: earnings calls, markets copy, investor
-notes, business pages — annotated like the corpus, whose train and dev articles in that register
-joined the corpus, kept apart so that the register is measured on articles written by a hand that
-saw none of them) also `relevant`, and every off-topic article the team wrote
+(data/beat/src/test/*.txt, compiled to data/beat/test.jsonl: shareholder letters, business TV,
+shipping commentary, filings — annotated like the corpus, kept apart so that the register is
+measured on articles by a writer who saw none of the train and dev ones, which joined the corpus)
+also `relevant`, and every off-topic article the team wrote
 (data/offtopic/src/<split>/*.txt: sport, business, weather, domestic politics, science, … in the
 corpus's voices) labelled `offtopic`."""
 import json
@@ -68,9 +68,10 @@ def build_corpus(corpus_dir: Path = CORPUS_DIR, check: bool = False, offtopic_di
     where = {}
     for (name, split), records in compiled.items():
         for r in records:
+            path = folders[name] / "src" / split / f"{r['id']}.txt"  # compile_split: id == file name
             if r["id"] in where:
-                raise ValueError(f"{folders[name] / 'src' / split}: id {r['id']!r} also in {where[r['id']]}")
-            where[r["id"]] = folders[name] / "src" / split
+                raise ValueError(f"{path}: id {r['id']!r} also in {where[r['id']]}")
+            where[r["id"]] = path
     for split in SPLITS:
         records, beat = compiled["corpus", split], compiled.get(("beat", split), [])
         write(corpus_dir / f"{split}.jsonl", render_jsonl(records))

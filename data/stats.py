@@ -189,7 +189,7 @@ def render_data_card(st: dict) -> str:
                 f"- {sum(off['documents'].values())} articles with no place in the beat ("
                 + ", ".join(f"{k} {v}" for k, v in off["documents"].items()) + f"), median {off['median_words']} words, "
                 "in `data/offtopic/src/<split>/`; `diplotag data build` writes `data/gate/<split>.jsonl`: every corpus "
-                "document `relevant`, every off-topic article `offtopic`.",
+                "document and every held-out beat article (below) `relevant`, every off-topic article `offtopic`.",
                 "- Topics: " + ", ".join(f"{k} {v}" for k, v in off["topics"].items()),
                 "- Voices: " + ", ".join(f"{k} {v}" for k, v in off["voices"].items())]
     beat = st.get("beat")
@@ -223,5 +223,9 @@ def render_data_card(st: dict) -> str:
                 "and op-eds): beat news built around the no-statement kinds of `data/AUTHORING.md`, 10 of them with "
                 "one or two marked statements. Four second annotators read every one of them for unmarked "
                 "statements (none found). The test split was left as it was, so that the models before and after "
-                "are scored on the same documents."]
+                "are scored on the same documents.",
+            "", "Last came 60 beat articles in business register (files `beat*-NNN`: earnings calls, markets copy, "
+                "investor notes, business pages; 48 train, 12 dev), written for the relevance gate, whose off-topic "
+                "business news had taught it the register as off-topic, and annotated like the rest; 12 more, by a "
+                "writer who saw none of them, are held out in `data/beat/` (below)."]
     return "\n".join(out) + "\n"
