@@ -244,7 +244,8 @@ def cmd_eval(args) -> int:
               f"end-to-end F1 {r['end_to_end']['strict']['f1']:.4f} strict, {r['end_to_end']['overlap']['f1']:.4f} overlap")
         if "holder_on_gold_spans" in r:
             h = r["holder_on_gold_spans"]
-            print(f"{name}: holder accuracy on gold statements {h['accuracy']:.4f} (baseline {h['baseline_accuracy']:.4f}); "
+            gold_stance = f", {h['accuracy_with_gold_stance']:.4f} given the gold stance" if "accuracy_with_gold_stance" in h else ""
+            print(f"{name}: holder accuracy on gold statements {h['accuracy']:.4f}{gold_stance} (baseline {h['baseline_accuracy']:.4f}); "
                   f"end to end with holder F1 {r['end_to_end_holder']['f1']:.4f}")
         if "stance_by_holder_input" in r:
             print(f"{name}: stance macro F1 on gold spans, the holder given as " + ", ".join(

@@ -78,6 +78,11 @@ def build_corpus(corpus_dir: Path = CORPUS_DIR, check: bool = False, offtopic_di
         counts[split] = len(records)
         if ("beat", split) in compiled:
             write(beat_dir / f"{split}.jsonl", render_jsonl(beat))
+        elif (beat_dir / f"{split}.jsonl").exists():  # its sources are gone (moved into the corpus)
+            if check:
+                stale.append(f"{beat_dir / f'{split}.jsonl'} (no sources in {beat_dir / 'src' / split})")
+            else:
+                (beat_dir / f"{split}.jsonl").unlink()
         if ("offtopic", split) in compiled:
             offtopic = compiled["offtopic", split]
             if any(r["spans"] for r in offtopic):

@@ -107,12 +107,16 @@ def end_to_end_holder(gold, pred) -> dict:
     return prf(hits, sum(len(q["spans"]) for q in pred), sum(len(g["spans"]) for g in gold))
 
 
-def holder_scores(gold_holders, predicted, baseline) -> dict:
-    """Holder accuracy on gold statements, beside the nearest-preceding-actor baseline's."""
+def holder_scores(gold_holders, predicted, baseline, with_gold_stance=None) -> dict:
+    """Holder accuracy on gold statements, beside the nearest-preceding-actor baseline's, and,
+    where given, the holders predicted with the gold stance (what the stance model's errors cost)."""
     if not gold_holders:
         return {"n": 0}
-    return {"accuracy": round(accuracy_score(gold_holders, predicted), 4),
-            "baseline_accuracy": round(accuracy_score(gold_holders, baseline), 4), "n": len(gold_holders)}
+    out = {"accuracy": round(accuracy_score(gold_holders, predicted), 4),
+           "baseline_accuracy": round(accuracy_score(gold_holders, baseline), 4), "n": len(gold_holders)}
+    if with_gold_stance is not None:
+        out["accuracy_with_gold_stance"] = round(accuracy_score(gold_holders, with_gold_stance), 4)
+    return out
 
 
 def stance_scores(gold_stances, predicted, probabilities=None) -> dict:

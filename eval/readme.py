@@ -9,6 +9,8 @@ RESULTS = ROOT / "eval" / "results"
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
 # (row label, folder under eval/results/) of the corpus-v2 comparison
 CROSS = [("new (shipped now)", "v2 (all of `data/corpus/test.jsonl`)", "test"),
+         ("before the documents in new voices joined the corpus", "v2 (all of `data/corpus/test.jsonl`)",
+          "before-voices-test"),
          ("before the business-register articles joined the corpus", "v2 (all of `data/corpus/test.jsonl`)",
           "before-beat-test"),
          ("before the whole-article negatives (after the completeness pass)", "v2 (all of `data/corpus/test.jsonl`)",
@@ -45,7 +47,9 @@ def test_table(res) -> list[str]:
         if "holder_on_gold_spans" in r:
             h, e2e = r["holder_on_gold_spans"], r["end_to_end_holder"]
             lines += ["", f"Holders ({name}): accuracy **{h['accuracy']:.3f}** on the {h['n']} gold statements "
-                      f"(with the model's own stance), against {h['baseline_accuracy']:.3f} for the baseline that "
+                      f"(with the model's own stance"
+                      + (f"; {h['accuracy_with_gold_stance']:.3f} given the gold stance" if "accuracy_with_gold_stance" in h else "")
+                      + f"), against {h['baseline_accuracy']:.3f} for the baseline that "
                       f"takes the nearest actor named before the statement; end to end (a predicted statement "
                       f"overlapping a gold one of its label, with the right holder) P {e2e['precision']:.3f}, "
                       f"R {e2e['recall']:.3f}, F1 {e2e['f1']:.3f}."]

@@ -16,7 +16,7 @@ from .baselines import KeywordTagger, TfidfStance
 def score_system(gold, pred, stance_on_gold=None, labels=LABELS, holder_on_gold=None, stance_by_holder=None) -> dict:
     """Every metric of one system. `stance_on_gold`: (stances, probabilities) predicted for the
     gold spans in order, when the system can be given gold spans; `holder_on_gold`: (predicted,
-    baseline) holders of the gold spans that record one; `stance_by_holder`: for a stance model
+    baseline, predicted with the gold stance) holders of the gold spans that record one; `stance_by_holder`: for a stance model
     that reads the holder, its (stances, probabilities) on the gold spans for each holder it was
     given ("unknown", "predicted", "gold")."""
     out = {"seqeval": metrics.seqeval_scores(gold, pred, labels),
@@ -68,8 +68,12 @@ def model_predictions(tagger, gold):
     if tagger.holder_ranker is not None:  # gold spans, the model's own stance, as in `diplotag tag`
         tagger.predict_holders(texts, spans)
         has_holder = [[bool(s.get("holder")) for s in r["spans"]] for r in gold]
-        holders = ([s["holder"] for doc, keep in zip(spans, has_holder) for s, k in zip(doc, keep) if k],
-                   nearest_actor_holders(gold))
+        kept = lambda spans_per_doc: [s["holder"] for doc, keep in zip(spans_per_doc, has_holder) for s, k in zip(doc, keep) if k]
+        # and with the gold stance (no stance_scores: the ranker reads the label), so that the report
+        # shows how much of the holders' error is the stance model's
+        given = [[{k: s[k] for k in ("start", "end", "label", "stance")} for s in r["spans"]] for r in gold]
+        tagger.predict_holders(texts, given)
+        holders = (kept(spans), nearest_actor_holders(gold), kept(given))
         if tagger.stance_reads_holder:  # `tag` reads the stance again with the holder found
             by_holder = {"unknown": stance, "predicted": stance_of(spans),
                          "gold": stance_of([[dict(s, holder=g.get("holder")) for s, g in zip(doc, r["spans"])]
@@ -217,6 +221,8 @@ def markdown(results: dict) -> str:
             lines += ["", f"## {name}: holders", "", "| measure | value |", "|---|---|",
                       f"| holder accuracy on gold statements | {h['accuracy']:.3f} (n={h['n']}) |",
                       f"| baseline: nearest preceding actor | {h['baseline_accuracy']:.3f} |",
+                      *([f"| holder accuracy given the gold stance | {h['accuracy_with_gold_stance']:.3f} |"]
+                        if "accuracy_with_gold_stance" in h else []),
                       f"| end to end (statement overlaps, label and holder right): P / R / F1 | "
                       f"{e2e['precision']:.3f} / {e2e['recall']:.3f} / {e2e['f1']:.3f} |"]
         if "stance_by_holder_input" in r:

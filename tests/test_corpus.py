@@ -118,6 +118,12 @@ def test_beat_articles_join_the_gate_data_as_relevant(tmp_path):
     assert [r["id"] for r in beat] == ["beatcall-test"] and beat[0]["spans"]
     assert not (dirs["beat"] / "dev.jsonl").exists()  # a split without beat sources gets no file
     build(check=True)
+    # a compiled beat split whose sources are gone is stale; a build removes it
+    (dirs["beat"] / "dev.jsonl").write_text("")
+    with pytest.raises(ValueError, match=r"beat/dev.jsonl \(no sources in .*beat/src/dev\)"):
+        build(check=True)
+    build()
+    assert not (dirs["beat"] / "dev.jsonl").exists()
     # one id, one document: a beat article with a corpus document's id, an off-topic one with a beat
     # article's, a dev document with a train document's
     write("beat", "test", "trade-test", source)

@@ -15,6 +15,10 @@ from diplotag.model.holder import HolderRanker, candidate_features, gazetteer, n
     ("North Korean officials denied it.", "North Korea"),        # longest variant first, not "Korean"
     ("Seoul will buy tanks.", "South Korea"),
     ("Viet Nam welcomed the grant.", "Vietnam"),
+    ("The Southern Theatre Command said it warned the ship away.", "China"),  # British spelling too
+    ("The Royal Navy of Oman took delivery.", "Oman"),           # longest first, not the Royal Navy's
+    ("The Chief Cabinet Secretary declined to comment.", "Japan"),  # a title only one state has
+    ("WAM said the two sides agreed.", "United Arab Emirates"),  # state news agency
 ])
 def test_gazetteer_finds_actors_by_their_variants(text, expected):
     assert [name for _, _, name in gazetteer().mentions(text)][:1] == [expected]
@@ -348,3 +352,28 @@ def test_stance_training_reads_the_holders_a_ranker_gives_out_of_fold():
     assert [r["spans"][0]["holder"] for r in records][:2] == ["Germany", "Russia"]  # the gold stays
     moved = [dict(r, text=r["text"].replace("is a provocation", "is welcome")) for r in records[:2]]
     assert [r["spans"][0]["holder"] for r in predicted_holders(moved, fitted_on=records)] == ["China", "Russia"]
+
+
+def test_eval_scores_the_holders_again_given_the_gold_stance(tiny_models):
+    """The report shows what the stance model's errors cost the holders: a statement the stance
+    model calls support gets its speaker, and `none` once it is given its gold stance, neutral."""
+    from diplotag.eval import metrics
+    from diplotag.eval.report import model_predictions
+    from diplotag.model.tagger import Tagger
+
+    tagger = Tagger.from_pretrained(tiny_models)
+    tagger.holder_ranker, tagger.holder_reranker = _ranker(), None
+
+    def support(texts, spans_per_doc, bounds_per_doc=None):
+        for doc in spans_per_doc:
+            for s in doc:
+                s["stance"], s["stance_scores"] = "support", {"support": 0.9, "oppose": 0.05, "neutral": 0.05}
+
+    tagger.predict_stance = support
+    text = "The sale of radars to Taipei is a provocation, Beijing's foreign ministry said on Monday."
+    gold = [{"id": "d", "text": text,
+             "spans": [{"start": 0, "end": 44, "label": "EQUIPMENT_TRANSFER", "stance": "neutral", "holder": "none"}]}]
+    _, _, holders, _ = model_predictions(tagger, gold)
+    assert holders == (["China"], ["none"], ["none"])
+    scores = metrics.holder_scores(["none"], *holders)
+    assert scores["accuracy"] == 0.0 and scores["accuracy_with_gold_stance"] == 1.0
