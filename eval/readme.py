@@ -68,7 +68,8 @@ def cross_table(rows) -> list[str]:
              "adapters shipped before corpus v2, decoded by today's decoder; models before the completeness pass: "
              "the full fine-tune shipped on corpus v2 as its writers first marked it; models before the whole-article "
              "negatives: the same, retrained after the completeness pass; models before the business-register "
-             "articles: the same, retrained with the negatives; the v1 test split is the test "
+             "articles: the same, retrained with the negatives; models before the documents in new voices: the "
+             "same, retrained with the business-register articles; the v1 test split is the test "
              "documents whose ids do not start with `heldout-`):", "",
              "| models | test split | documents | span F1 | partial F1 | stance macro F1 (gold spans) | end-to-end F1 |",
              "|---|---|---|---|---|---|---|"]
