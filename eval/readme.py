@@ -9,6 +9,8 @@ RESULTS = ROOT / "eval" / "results"
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
 # (row label, folder under eval/results/) of the corpus-v2 comparison
 CROSS = [("new (shipped now)", "v2 (all of `data/corpus/test.jsonl`)", "test"),
+         ("before the gazetteer of leaders, forces and state media", "v2 (all of `data/corpus/test.jsonl`)",
+          "before-gazetteer-test"),
          ("before the documents in new voices joined the corpus", "v2 (all of `data/corpus/test.jsonl`)",
           "before-voices-test"),
          ("before the business-register articles joined the corpus", "v2 (all of `data/corpus/test.jsonl`)",
@@ -69,16 +71,19 @@ def cross_table(rows) -> list[str]:
              "the full fine-tune shipped on corpus v2 as its writers first marked it; models before the whole-article "
              "negatives: the same, retrained after the completeness pass; models before the business-register "
              "articles: the same, retrained with the negatives; models before the documents in new voices: the "
-             "same, retrained with the business-register articles; the v1 test split is the test "
-             "documents whose ids do not start with `heldout-`):", "",
-             "| models | test split | documents | span F1 | partial F1 | stance macro F1 (gold spans) | end-to-end F1 |",
-             "|---|---|---|---|---|---|---|"]
+             "same, retrained with the business-register articles; models before the gazetteer of leaders, forces "
+             "and state media: the same, retrained with the documents in new voices (the holder model alone "
+             "retrained since); the v1 test split is the test documents whose ids do not start with `heldout-`; "
+             "holder accuracy on the gold statements, with the model's own stance, where the models had holders):", "",
+             "| models | test split | documents | span F1 | partial F1 | stance macro F1 (gold spans) | end-to-end F1 "
+             "| holder accuracy |", "|---|---|---|---|---|---|---|---|"]
     for label, split, res in rows:
         r = res["systems"]["diplotag"]
         lines.append(f"| {label} | {split} | {res['documents']} | {r['seqeval']['micro avg']['f1-score']:.3f} | "
                      f"{r['nervaluate']['overall']['partial']['f1']:.3f} | "
                      f"{r.get('stance_on_gold_spans', {}).get('macro_f1', float('nan')):.3f} | "
-                     f"{r['end_to_end']['strict']['f1']:.3f} |")
+                     f"{r['end_to_end']['strict']['f1']:.3f} | "
+                     f"{format(r['holder_on_gold_spans']['accuracy'], '.3f') if 'holder_on_gold_spans' in r else '–'} |")
     return lines
 
 

@@ -19,6 +19,10 @@ from diplotag.model.holder import HolderRanker, candidate_features, gazetteer, n
     ("The Royal Navy of Oman took delivery.", "Oman"),           # longest first, not the Royal Navy's
     ("The Chief Cabinet Secretary declined to comment.", "Japan"),  # a title only one state has
     ("WAM said the two sides agreed.", "United Arab Emirates"),  # state news agency
+    ("Korea has not supplied lethal weapons.", "South Korea"),   # the short form; "North Korea" is longer
+    ("Late on Monday Muizzu thanked New Delhi.", "Maldives"),    # a head of state by surname
+    ("The Quai d’Orsay summoned the envoy.", "France"),          # a seat of government, curly apostrophe
+    ("Port-of-Spain said it would buy boats.", "Trinidad and Tobago"),  # a capital that holds another name
 ])
 def test_gazetteer_finds_actors_by_their_variants(text, expected):
     assert [name for _, _, name in gazetteer().mentions(text)][:1] == [expected]
@@ -103,6 +107,26 @@ def test_the_cross_encoder_runs_only_where_the_rankers_lead_is_small():
         ranker.rerank_margin, asked[:] = margin, []
         ranker.predict([text], [[span]], pair_probs=pair_probs)
         assert bool(asked) == runs and span["holder"] == ("none" if runs else "China")
+
+
+def test_the_margin_is_the_smallest_lead_past_which_the_cross_encoder_no_longer_pays():
+    """`cheapest_margin`: the cross-encoder is asked up to the ranker's lead where dev accuracy is as
+    with it asked everywhere; overturns that net nothing buy no margin."""
+    from diplotag.train.holder import RERANK_MARGINS, cheapest_margin
+
+    text = "The sale of radars to Taipei is a provocation, Beijing's foreign ministry said on Monday."
+
+    def pair_probs(pairs):  # a cross-encoder sure that nobody holds it: it overturns the ranker's China
+        return [0.999999 if first == "nobody" else 1e-6 for first, _ in pairs]
+
+    ranker = _ranker()
+    ranker.rerank_top, ranker.rerank_weight = 2, 1000.0
+    docs = lambda *holders: ([text] * len(holders), [[{"start": 0, "end": 44, "label": "EQUIPMENT_TRANSFER",
+                                                       "stance": "oppose", "holder": h}] for h in holders], None)
+    # the ranker leads by 2.5: the first margin past it lets the cross-encoder right it
+    assert cheapest_margin(ranker, docs("none"), pair_probs) == min(m for m in RERANK_MARGINS if m > 2.5)
+    assert cheapest_margin(ranker, docs("China"), pair_probs) == RERANK_MARGINS[0]  # it would only do harm
+    assert cheapest_margin(ranker, docs("none", "China"), pair_probs) == RERANK_MARGINS[0]  # one right, one wrong
 
 
 def test_holder_training_beats_the_baseline_on_its_own_dev(tmp_path):
