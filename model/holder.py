@@ -252,8 +252,8 @@ class HolderRanker:
         its statement; without it (or `rerank_top`), the ranker decides alone."""
         rerank = pair_probs is not None and self.rerank_top > 0 and self.rerank_weight > 0
         found = list(self.candidates(texts, spans_per_doc, bounds_per_doc, self.rerank_top if rerank else 0))
-        # where the ranker leads by more than `rerank_margin` (fitted on dev: a lead the cross-encoder
-        # never overturned there), its choice stands and the cross-encoder is not run
+        # where the ranker leads by more than `rerank_margin` (fitted on dev: the smallest lead past which
+        # asking the cross-encoder gained nothing there), its choice stands and the cross-encoder is not run
         # (a statement with one candidate, `none`, has nothing to re-score)
         asked = [rerank and len(top) > 1 and not logits[top[0]] - logits[top[1]] > self.rerank_margin
                  for _, _, logits, _, top in found]

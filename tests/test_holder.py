@@ -124,9 +124,11 @@ def test_the_margin_is_the_smallest_lead_past_which_the_cross_encoder_no_longer_
     docs = lambda *holders: ([text] * len(holders), [[{"start": 0, "end": 44, "label": "EQUIPMENT_TRANSFER",
                                                        "stance": "oppose", "holder": h}] for h in holders], None)
     # the ranker leads by 2.5: the first margin past it lets the cross-encoder right it
-    assert cheapest_margin(ranker, docs("none"), pair_probs) == min(m for m in RERANK_MARGINS if m > 2.5)
-    assert cheapest_margin(ranker, docs("China"), pair_probs) == RERANK_MARGINS[0]  # it would only do harm
-    assert cheapest_margin(ranker, docs("none", "China"), pair_probs) == RERANK_MARGINS[0]  # one right, one wrong
+    for holders, margin in ((("none",), min(m for m in RERANK_MARGINS if m > 2.5)),
+                            (("China",), RERANK_MARGINS[0]),  # it would only do harm
+                            (("none", "China"), RERANK_MARGINS[0])):  # one right, one wrong: nothing gained
+        ranker.rerank_margin = RERANK_MARGINS[0]  # whatever margin the ranker had, "everywhere" means everywhere
+        assert cheapest_margin(ranker, docs(*holders), pair_probs) == margin
 
 
 def test_holder_training_beats_the_baseline_on_its_own_dev(tmp_path):

@@ -74,11 +74,11 @@ def cheapest_margin(ranker: HolderRanker, docs, pair_probs) -> float:
     never overturns", also kept leads where its overturns netted nothing.)"""
     ranker.rerank_margin = math.inf
     everywhere = right_holders(ranker, docs, pair_probs)
-    for margin in RERANK_MARGINS:
+
+    def right_at(margin):
         ranker.rerank_margin = margin
-        if right_holders(ranker, docs, pair_probs) >= everywhere:
-            return margin
-    return math.inf
+        return right_holders(ranker, docs, pair_probs)
+    return next(m for m in RERANK_MARGINS if right_at(m) >= everywhere)  # the last margin, infinity, always is
 
 
 def rerank_pairs(ranker: HolderRanker, records) -> list[dict]:
@@ -206,6 +206,7 @@ def train_holder(cfg: TrainConfig, resume: bool = False) -> dict:
         ranker.rerank_weight = max(right, key=right.get)  # the first best: the ranker leads on ties
         if ranker.rerank_weight > 0:
             ranker.rerank_margin = cheapest_margin(ranker, dev_docs, dev_probs)
+            right[ranker.rerank_weight] = right_holders(ranker, dev_docs, dev_probs)  # as shipped: at that margin
         dev = {"eval_holder_accuracy_ranker_alone": dev["eval_holder_accuracy"],
                "eval_holder_accuracy_cross_encoder_alone": round(reranker_dev["eval_holder_accuracy"], 4),
                **dev, "eval_holder_accuracy": round(right[ranker.rerank_weight] / dev["eval_statements"], 4),
