@@ -38,7 +38,7 @@ ACTOR_FEATURES = ("same_sentence_before", "nearest_before", "subject_position", 
                   "object_of_preposition", "followed_by_reporting", "possessive_before",
                   "first_person_issuer", "first_person_dateline", "first_person_most_named",
                   "pronoun_previous_first", "definite_previous_first", "object_of_verb", "clause_first",
-                  "passive_agent", "joint_first_named", "agent_inside_statement")
+                  "passive_agent", "joint_first_named", "agent_inside_statement", "supplier_postmodifier")
 # "We urge …", "The Government condemns …": the document's own voice, i.e. its issuing actor.
 FIRST_PERSON = re.compile(r"(?<![\w’'])(We|we|Our|our|I)\b|\b[Tt]he (Government|Ministry|Opposition)\b")
 # A subject that names nobody ("Its foreign ministry …", "The embassy …", "It …") points back to the
@@ -49,9 +49,18 @@ JOINT = re.compile(r"\b([Bb]oth|[Tt]he two) (sides|governments|leaders|ministers
                    r"\bThe [Mm]inisters\b")
 # "… sold by China", "built jointly by China and Pakistan": the agent of a passive acts.
 AGENT = re.compile(r"\bby\s+(the\s+)?(same\s+)?$")
+# "gifted by Australia", "frigates sold by the United States": a statement that is a transfer's
+# participle phrase is held by its agent, the supplier ("received … donated by Romania" is the
+# recipient's: a verb of its own opens it).
+SUPPLIER = re.compile(r"^(?!(?:received|took|takes|welcomed|accepted|acquired|bought|purchased|ordered|commissioned|signed|"
+                      r"will|would|has|have|had|is|are|was|were|to|can|could)\b)(\S+\s+){0,6}?"
+                      r"(gifted|donated|sold|supplied|delivered|handed over|transferred|provided|financed|funded|built|"
+                      r"offered|made available|leased|lent|granted|given|paid for|extended|backed)\s+(\S+\s+){0,4}?by\s+(the\s+)?$",
+                      re.IGNORECASE)
 # "… warned Japan", "urge the U.S.": the actor right after such a verb is its object, not the holder.
 OBJECT_VERB = re.compile(r"\b(warn|urg|accus|call(ed|s)? on|told|tell|criticis|criticiz|condemn|slam|blam|ask|"
-                         r"press|sold|sell|suppl|deliver|help|support|st(ood|ands?) with|threaten|join|order)\w*"
+                         r"press|sold|sell|suppl|deliver|help|support|st(ood|ands?) with|threaten|join|order|thank|prais|commend|hail|"
+                         r"summon|receiv|host|met|meet|visit)\w*"
                          r"\s+(the\s+)?$")
 QUOTES = re.compile("[“”\"]")
 # In a transcript an answer after a speaker label ("MAO NING: …", "A: …") is the document's own voice.
@@ -77,15 +86,18 @@ PLACES = ("South China Sea", "East China Sea", "Sea of Japan", "Taiwan Strait", 
           "Philippine Sea", "Gulf of Guinea", "Arabian Gulf", "Gulf of Thailand", "Gulf of Riga", "Irish Sea",
           "Timor Sea", "Java Sea", "Sea of Azov", "Norwegian Sea", "Turkish Straits", "Danish straits",
           "Singapore Strait", "Strait of Singapore", "Lake Victoria")
+# A wire's credit names the agency, not an actor: "(AFP)" is Agence France-Presse, where "AFP" alone
+# is the Armed Forces of the Philippines.
+WIRE_CREDITS = ("(AFP)", "Agence France-Presse", "told AFP", "— AFP")
 
 
 class Gazetteer:
     """Every variant of every canonical actor name, matched whole-word and case-sensitive,
-    longest first ("North Korean" before "Korean"); `PLACES` match too, but name nobody."""
+    longest first ("North Korean" before "Korean"); `PLACES` and `WIRE_CREDITS` match too, but name nobody."""
 
     def __init__(self, entries: dict[str, list[str]]):
         pairs = sorted([(v, name) for name, variants in entries.items() for v in {name, *variants}]
-                       + [(place, None) for place in PLACES], key=lambda p: -len(p[0]))
+                       + [(place, None) for place in PLACES + WIRE_CREDITS], key=lambda p: -len(p[0]))
         self.canonical = dict(pairs)
         self.pattern = re.compile(r"(?<![\w’'])(" + "|".join(re.escape(v) for v, _ in pairs) + r")(?![\w])")
 
@@ -154,7 +166,8 @@ def candidate_features(text: str, span: dict, mentions, bounds) -> tuple[list[st
                      bool(clause) and clause[0] == name,
                      any(AGENT.search(text[max(a, s - 15):s]) for s, e in own if a <= s and e <= b),
                      joint and name == names[0],
-                     any(AGENT.search(text[max(start, s - 15):s]) for s, e in own if start <= s and e <= end)]
+                     any(AGENT.search(text[max(start, s - 15):s]) for s, e in own if start <= s and e <= end),
+                     any(SUPPLIER.match(text[start:s]) for s, e in own if start <= s and e <= end)]
                     + [0] * len(NONE_FEATURES))
     # the stance model's belief where it gave one (the ranker was fitted on gold stances): a stance it
     # was unsure of then sways the holder less than a hard label would (dev, the model's own stance:

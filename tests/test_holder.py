@@ -227,6 +227,41 @@ def test_the_agent_of_a_passive_inside_a_statement_is_told_from_its_object():
     assert rows[names.index("China")][agent] == 1 and rows[names.index("Bangladesh")][agent] == 0
 
 
+@pytest.mark.parametrize("text,statement,supplier", [
+    ("Last year the navy bought four aircraft sold by Norway to patrol its coast.", "sold by Norway", "Norway"),
+    ("Seychelles still flies the Dornier aircraft gifted by India in 2018.", "the Dornier aircraft gifted by India in 2018",
+     "India"),
+])
+def test_a_statement_that_is_a_transfers_participle_phrase_marks_its_agent_the_supplier(text, statement, supplier):
+    """"aircraft « sold by Norway »": the supplier holds it; "Moldova « received carriers donated by
+    Romania »": the recipient's own verb opens it, so the agent is not marked."""
+    from diplotag.model.holder import FEATURES
+
+    feature = FEATURES.index("supplier_postmodifier")
+
+    def marked(text, statement):
+        span = {"start": text.index(statement), "end": text.index(statement) + len(statement), "stance": "support"}
+        names, rows = candidate_features(text, span, gazetteer().mentions(text), [(0, len(text))])
+        return {n for n, row in zip(names, rows) if row[feature]}
+    assert marked(text, statement) == {supplier}
+    text = "Moldova received 16 armoured personnel carriers donated by Romania."
+    assert marked(text, "received 16 armoured personnel carriers donated by Romania") == set()
+
+
+def test_a_wire_credit_names_no_actor_but_the_armed_forces_abbreviation_does():
+    text = "JAKARTA, Oct 19 (AFP) - Indonesia bought boats, an official told AFP. The AFP chief said so."
+    assert [name for _, _, name in gazetteer().mentions(text)] == ["Indonesia", "Indonesia", "Philippines"]
+
+
+def test_the_actor_thanked_is_the_object_not_the_holder():
+    from diplotag.model.holder import FEATURES
+
+    text = "Astudillo thanked the Korean people for the gift of two patrol boats."
+    span = {"start": text.index("thanked"), "end": len(text) - 1, "stance": "support"}
+    names, rows = candidate_features(text, span, gazetteer().mentions(text), [(0, len(text))])
+    assert rows[names.index("South Korea")][FEATURES.index("object_of_verb")] == 1
+
+
 def test_a_trained_cross_encoder_ships_and_rescores_the_rankers_top_candidates(tmp_path, tiny_base, tiny_models):
     """`train holder` with `rerank_top`: the cross-encoder trains (on a tiny random base here), its
     weight is fitted on dev, it ships as an adapter beside the ranker, and `diplotag tag` runs it."""
@@ -238,8 +273,9 @@ def test_a_trained_cross_encoder_ships_and_rescores_the_rankers_top_candidates(t
     from diplotag.train.common import ship_as_default
 
     run = tmp_path / "holder"
-    assert main(["train", "holder", "--set", f"output_dir={run}", "--set", "max_train_docs=15", "--set",
-                 f"base_model={tiny_base}", "--set", "encoder_layers=2", "--set", "rerank_top=2"]) == 0
+    tiny = ["--set", "max_train_docs=15", "--set", f"base_model={tiny_base}", "--set", "encoder_layers=2",
+            "--set", "rerank_top=2", "--set", "reranker_from=null"]  # configs/holder.yaml keeps the shipped one
+    assert main(["train", "holder", "--set", f"output_dir={run}", *tiny]) == 0
     dev = json.loads((run / "stamp.json").read_text())["dev_metrics"]
     from diplotag.train.holder import RERANK_MARGINS, RERANK_WEIGHTS
 
@@ -269,6 +305,24 @@ def test_a_trained_cross_encoder_ships_and_rescores_the_rankers_top_candidates(t
     shutil.rmtree(models / "holder" / "reranker")  # a ranker that expects its cross-encoder does not run without it
     with pytest.raises(FileNotFoundError, match="cross-encoder"):
         Tagger.from_pretrained(models)
+
+    # kept, not trained again (`reranker_from`): the same weights in the new run, stamped by those weights,
+    # wherever they lie; one trained with other settings, or not by `train holder`, refused
+    from diplotag.train.config import load_config
+
+    moved = tmp_path / "elsewhere"
+    shutil.copytree(run / "reranker", moved)
+    assert main(["train", "holder", "--set", f"output_dir={tmp_path / 'kept'}", *tiny[:-2], "--set", f"reranker_from={moved}"]) == 0
+    kept = json.loads((tmp_path / "kept" / "stamp.json").read_text())
+    weights = "adapter/adapter_model.safetensors"
+    assert (tmp_path / "kept" / "reranker" / weights).read_bytes() == (run / "reranker" / weights).read_bytes()
+    assert not (tmp_path / "kept" / "reranker" / "checkpoints").exists()
+    config = lambda where: load_config("configs/holder.yaml", [v for v in tiny[:-2] if v != "--set"] + [f"reranker_from={where}"])
+    assert config(moved).sha256() == config(run / "reranker").sha256() == kept["config_sha256"]
+    with pytest.raises(ValueError, match="max_length"):
+        load_config("configs/holder.yaml", [f"base_model={tiny_base}", "max_length=64", f"reranker_from={moved}"])
+    with pytest.raises(ValueError, match="no cross-encoder"):
+        load_config("configs/holder.yaml", [f"reranker_from={tmp_path}"])
 
 
 def test_the_cross_encoders_probabilities_go_back_to_their_own_statements():

@@ -323,6 +323,9 @@ def ship_as_default(run_dir: Path, dest: Path) -> None:
         if (run_dir / RERANKER_DIR).is_dir():
             ship_as_default(run_dir / RERANKER_DIR, dest / RERANKER_DIR)
         return
+    if (run_dir / "adapter_config.json").exists():  # shipped form already (a holder run's kept cross-encoder)
+        shutil.copytree(run_dir, dest, ignore=shutil.ignore_patterns("checkpoint*"))
+        return
     if (run_dir / "adapter").is_dir():
         shutil.copytree(run_dir / "adapter", dest)
         # the calibration fitted after training lives in the run's config.json, not the adapter's

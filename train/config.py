@@ -56,6 +56,10 @@ class TrainConfig(BaseModel):
     holder_in_input: bool = False
     rerank_top: int = Field(0, ge=0)                   # holder: a cross-encoder re-scores the ranker's top N; 0 = none
     head_words: int = Field(0, ge=0)                   # holder: the document's first N words close the cross-encoder's context
+    # holder: a cross-encoder trained before (a holder run's `reranker/`, or a shipped one), kept as it is: only
+    # the ranker is fitted (seconds, not minutes), then the cross-encoder's weight and margin beside it on dev;
+    # with rerank_top, else unused
+    reranker_from: Path | None = None
     ranker_hidden: int = Field(0, ge=0)                # holder: tanh units beside the ranker's linear score; 0 = linear
     ranker_weight_decay: float | None = Field(None, ge=0)  # holder: the ranker's L2 penalty; unset: weight_decay's
     # classifier: the dev metric that picks the checkpoint (macro_f1, accuracy or recall_<label>; with a
@@ -95,6 +99,18 @@ class TrainConfig(BaseModel):
                 raise ValueError(f"{name}: no such file: {getattr(self, name)}")
         if self.stride >= self.max_length - 2:
             raise ValueError(f"stride ({self.stride}) must be smaller than max_length - 2 ({self.max_length - 2})")
+        if self.reranker_from is not None:
+            kept = self.reranker_from / "diplotag_config.yaml"
+            if self.task != "holder":
+                raise ValueError("reranker_from: only a holder ranker keeps a cross-encoder")
+            if not kept.is_file() or kept_weights(self.reranker_from) is None:
+                raise ValueError(f"reranker_from: {self.reranker_from} is no cross-encoder trained by `diplotag train holder` "
+                                 f"(no {kept.name} and weights)")
+            trained = yaml.safe_load(kept.read_text())  # it reads pairs as they were built when it trained
+            differ = [k for k in ("base_model", "max_length", "context_sentences", "head_words") if trained.get(k) != getattr(self, k)]
+            if differ:
+                raise ValueError(f"reranker_from: {self.reranker_from} was trained with other {', '.join(differ)} "
+                                 f"({', '.join(f'{k}: {trained.get(k)}' for k in differ)})")
         if len(set(self.labels)) != len(self.labels):
             raise ValueError(f"labels: duplicates in {self.labels}")
         metrics = ["macro_f1", "accuracy"] + [f"recall_{label}" for label in self.labels]
@@ -114,7 +130,7 @@ class TrainConfig(BaseModel):
         has its own hash), so the same run from another folder stamps the same, and so are
         settings read only at inference (min_span_words), and so are LoRA settings in a full
         fine-tuning run, which never reads them, and so are `rerank_top` outside the holder task
-        `best_metric` outside the classifier and `holder_in_input`, `head_words`, `ranker_hidden`, `ranker_weight_decay`
+        `best_metric` outside the classifier and `holder_in_input`, `head_words`, `ranker_hidden`, `ranker_weight_decay`, `reranker_from`
         and `prefilter_c` (with `prefilter_threshold`) and `prefilter_keep_threshold` when off (keys added
         later: older stamps stay current)."""
         ignored = {"train_file", "dev_file", "output_dir", "min_span_words"} | ({"lora"} if self.finetune == "full" else set())
@@ -124,7 +140,10 @@ class TrainConfig(BaseModel):
             set() if self.ranker_weight_decay is not None else {"ranker_weight_decay"})
         ignored |= set() if self.prefilter_c else {"prefilter_c", "prefilter_threshold"}
         ignored |= set() if self.prefilter_c and self.prefilter_keep_threshold is not None else {"prefilter_keep_threshold"}
+        ignored |= set() if self.reranker_from and self.rerank_top else {"reranker_from"}
         settings = self.model_dump(mode="json", exclude=ignored)
+        if "reranker_from" in settings:  # the kept cross-encoder's weights, not where they live
+            settings["reranker_from"] = file_sha256(kept_weights(self.reranker_from))
         return hashlib.sha256(yaml.safe_dump(settings, sort_keys=True).encode()).hexdigest()
 
 
@@ -151,7 +170,7 @@ def load_config(path, overrides=(), root: Path | None = None) -> TrainConfig:
             raise ValueError(f"--set expects key=value, got {item!r}")
         _set_dotted(raw, key.strip(), yaml.safe_load(value))
     root = Path(root or ".")
-    for key in ("train_file", "dev_file", "output_dir"):
+    for key in ("train_file", "dev_file", "output_dir", "reranker_from"):
         if isinstance(raw.get(key), str) and not Path(raw[key]).is_absolute():
             raw[key] = str(root / raw[key])
     try:
@@ -159,6 +178,12 @@ def load_config(path, overrides=(), root: Path | None = None) -> TrainConfig:
     except ValidationError as err:
         problems = "\n".join(f"  {'.'.join(map(str, e['loc'])) or 'config'}: {e['msg']}" for e in err.errors())
         raise ValueError(f"{path}: invalid config:\n{problems}") from None
+
+
+def kept_weights(folder: Path) -> Path | None:
+    """A trained cross-encoder's weights: its adapter, shipped or in its run, or a full model."""
+    return next((p for p in (folder / "adapter_model.safetensors", folder / "adapter" / "adapter_model.safetensors",
+                             folder / "model.safetensors") if p.exists()), None)
 
 
 def file_sha256(*paths) -> str:

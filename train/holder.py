@@ -6,6 +6,7 @@ fitted on dev. The dev split reports holder accuracy beside the nearest-precedin
 """
 import json
 import math
+import shutil
 import time
 
 import numpy as np
@@ -14,6 +15,7 @@ import torch
 
 from ..data.sentences import sentence_bounds
 from ..model.holder import FEATURES, HOLDS, RERANKER_DIR, HolderRanker, candidate_features, gazetteer, nearest_preceding_actor
+from ..model.tagger import load_model
 from .common import load_split, minimise, resume_point
 from .config import TrainConfig, file_sha256
 
@@ -91,8 +93,9 @@ def rerank_pairs(ranker: HolderRanker, records) -> list[dict]:
 
 
 def train_reranker(cfg: TrainConfig, ranker: HolderRanker, resume: bool, started: float):
-    """Fine-tune the cross-encoder into `<output_dir>/reranker`; returns its dev metrics and its
-    probabilities for the dev pairs (looked up by pair), from the best checkpoint."""
+    """Fine-tune the cross-encoder into `<output_dir>/reranker` (or, with `reranker_from`, keep one
+    trained before); returns its dev metrics and its probabilities for the dev pairs (looked up by
+    pair), from the best checkpoint."""
     from datasets import Dataset
     from transformers import AutoModelForSequenceClassification, AutoTokenizer, set_seed
 
@@ -103,7 +106,7 @@ def train_reranker(cfg: TrainConfig, ranker: HolderRanker, resume: bool, started
     set_seed(cfg.seed)
     tokenizer = AutoTokenizer.from_pretrained(base_path(cfg))
     splits, groups = {}, {}
-    for name, path in (("train", cfg.train_file), ("dev", cfg.dev_file)):
+    for name, path in (("train", cfg.train_file), ("dev", cfg.dev_file))[1 if cfg.reranker_from else 0:]:
         rows = rerank_pairs(ranker, load_split(cfg, path, "label"))
         groups[name] = [r.pop("statement") for r in rows]
         if name == "dev":
@@ -111,9 +114,6 @@ def train_reranker(cfg: TrainConfig, ranker: HolderRanker, resume: bool, started
         splits[name] = Dataset.from_list(rows).map(
             lambda b: tokenizer(b["first"], b["second"], truncation="only_second", max_length=cfg.max_length),
             batched=True, remove_columns=["first", "second"])
-    model = load_base(AutoModelForSequenceClassification, xcfg, num_labels=2, id2label={0: "other", 1: HOLDS},
-                      label2id={"other": 0, HOLDS: 1})
-    model = with_lora(model, xcfg, "SEQ_CLS", head="classifier")
     last = {}
 
     def metrics(pred):  # per statement, the candidate it scores highest should be the gold holder
@@ -134,7 +134,22 @@ def train_reranker(cfg: TrainConfig, ranker: HolderRanker, resume: bool, started
                 f"is the gold holder, this model alone.\n")
 
     args = training_arguments(xcfg, "eval_holder_accuracy")
-    dev = train_sequence_classifier(xcfg, args, model, tokenizer, splits, metrics, card, started, checkpoint)
+    if cfg.reranker_from:  # kept: copied into the run as it is, and scored on the dev pairs this ranker gives
+        from transformers import DataCollatorWithPadding, Trainer
+
+        if cfg.reranker_from.resolve() != xcfg.output_dir.resolve():
+            shutil.rmtree(xcfg.output_dir, ignore_errors=True)  # no files of another run beside it
+            shutil.copytree(cfg.reranker_from, xcfg.output_dir, ignore=shutil.ignore_patterns("checkpoint*"))
+        kept = Trainer(model=load_model(cfg.reranker_from, AutoModelForSequenceClassification), args=args,
+                       eval_dataset=splits["dev"], processing_class=tokenizer,
+                       data_collator=DataCollatorWithPadding(tokenizer), compute_metrics=metrics)
+        dev = kept.evaluate()
+        shutil.rmtree(args.output_dir, ignore_errors=True)  # nothing trained, nothing saved there
+    else:
+        model = load_base(AutoModelForSequenceClassification, xcfg, num_labels=2, id2label={0: "other", 1: HOLDS},
+                          label2id={"other": 0, HOLDS: 1})
+        model = with_lora(model, xcfg, "SEQ_CLS", head="classifier")
+        dev = train_sequence_classifier(xcfg, args, model, tokenizer, splits, metrics, card, started, checkpoint)
     lookup = dict(zip(dev_pairs, last["p"]))
     return dev, lambda pairs: [lookup[p] for p in pairs]
 
@@ -228,7 +243,8 @@ def train_holder(cfg: TrainConfig, resume: bool = False) -> dict:
     coefs = "\n".join(f"| {k} | {v:+.3f} |" for k, v in fitted["weights"].items())
     units = (f"The {cfg.ranker_hidden} tanh units' weights, which carry much of the effect, are in "
              f"`holder_ranker.json` (`hidden`).\n\n" if cfg.ranker_hidden else "")
-    rerank = (f" A cross-encoder (`{RERANKER_DIR}/`, fine-tuned from `{cfg.base_model}`) re-scores its top "
+    rerank = (f" A cross-encoder (`{RERANKER_DIR}/`, fine-tuned from `{cfg.base_model}`"
+              f"{'; kept from ' + str(cfg.reranker_from) + ', its own stamp inside' if cfg.reranker_from else ''}) re-scores its top "
               f"{cfg.rerank_top} candidates, its log-odds weighted {ranker.rerank_weight}, unless the ranker leads by "
               f"more than {ranker.rerank_margin} (both fitted on dev)."
               if cfg.rerank_top else "")
