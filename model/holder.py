@@ -51,16 +51,18 @@ JOINT = re.compile(r"\b([Bb]oth|[Tt]he two) (sides|governments|leaders|ministers
 AGENT = re.compile(r"\bby\s+(the\s+)?(same\s+)?$")
 # "gifted by Australia", "frigates sold by the United States": a statement that is a transfer's
 # participle phrase is held by its agent, the supplier ("received … donated by Romania" is the
-# recipient's: a verb of its own opens it).
-SUPPLIER = re.compile(r"^(?!(?:received|took|takes|welcomed|accepted|acquired|bought|purchased|ordered|commissioned|signed|"
-                      r"will|would|has|have|had|is|are|was|were|to|can|could)\b)(\S+\s+){0,6}?"
-                      r"(gifted|donated|sold|supplied|delivered|handed over|transferred|provided|financed|funded|built|"
-                      r"offered|made available|leased|lent|granted|given|paid for|extended|backed)\s+(\S+\s+){0,4}?by\s+(the\s+)?$",
-                      re.IGNORECASE)
+# recipient's: a verb of its own opens it, told by a list of a recipient's verbs and auxiliaries, or by
+# an -ed word that is not the phrase's own participle).
+SUPPLIER = re.compile(r"^(?!(?:receiv|took|take|welcom|accept|acquir|bought|buy|purchas|order|commission|sign|get|got|"
+                      r"will|would|has|have|had|is|are|was|were|to|can|could)\w*\b)"
+                      r"(?!\w+ed\s+(?!(over\s+)?(by|jointly|free|under|to)\b))"  # "opposed the deal financed by …": its own verb
+                      r"(\S+\s+){0,6}?(gifted|donated|sold|supplied|delivered|handed over|transferred|provided|financed|funded|"
+                      r"built|offered|made available|leased|lent|granted|given|paid for|extended|backed)\s+(\S+\s+){0,4}?"
+                      r"(?<!use )by\s+(the\s+)?$", re.IGNORECASE)  # "for use by the navy" names the recipient
 # "… warned Japan", "urge the U.S.": the actor right after such a verb is its object, not the holder.
-OBJECT_VERB = re.compile(r"\b(warn|urg|accus|call(ed|s)? on|told|tell|criticis|criticiz|condemn|slam|blam|ask|"
-                         r"press|sold|sell|suppl|deliver|help|support|st(ood|ands?) with|threaten|join|order|thank|prais|commend|hail|"
-                         r"summon|receiv|host|met|meet|visit)\w*"
+OBJECT_VERB = re.compile(r"\b((warn|urg|accus|call(ed|s)? on|told|tell|criticis|criticiz|condemn|slam|blam|ask|"
+                         r"press|sold|sell|suppl|deliver|help|support|st(ood|ands?) with|threaten|join|order|thank|prais|"
+                         r"commend|hail|summon|receiv)\w*|met|meets|hosted|hosts|visited|visits)"  # not "metre", "hostile", "visiting"
                          r"\s+(the\s+)?$")
 QUOTES = re.compile("[“”\"]")
 # In a transcript an answer after a speaker label ("MAO NING: …", "A: …") is the document's own voice.
@@ -86,9 +88,10 @@ PLACES = ("South China Sea", "East China Sea", "Sea of Japan", "Taiwan Strait", 
           "Philippine Sea", "Gulf of Guinea", "Arabian Gulf", "Gulf of Thailand", "Gulf of Riga", "Irish Sea",
           "Timor Sea", "Java Sea", "Sea of Azov", "Norwegian Sea", "Turkish Straits", "Danish straits",
           "Singapore Strait", "Strait of Singapore", "Lake Victoria")
-# A wire's credit names the agency, not an actor: "(AFP)" is Agence France-Presse, where "AFP" alone
-# is the Armed Forces of the Philippines.
-WIRE_CREDITS = ("(AFP)", "Agence France-Presse", "told AFP", "— AFP")
+# A wire's credit names the agency, not an actor: "AFP" alone is the Armed Forces of the Philippines,
+# but in a dateline "(AFP)", a questioner's label "AFP:", a photo credit "/ AFP" it is Agence France-Presse
+# ("Armed Forces of the Philippines (AFP)" still names the Philippines, by its long name).
+WIRE_CREDITS = ("(AFP)", "Agence France-Presse", "told AFP", "— AFP", "AFP:", "/ AFP", "AFP/File", "AFP/Getty")
 
 
 class Gazetteer:

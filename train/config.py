@@ -99,15 +99,19 @@ class TrainConfig(BaseModel):
                 raise ValueError(f"{name}: no such file: {getattr(self, name)}")
         if self.stride >= self.max_length - 2:
             raise ValueError(f"stride ({self.stride}) must be smaller than max_length - 2 ({self.max_length - 2})")
-        if self.reranker_from is not None:
+        if self.reranker_from is not None and self.rerank_top:
             kept = self.reranker_from / "diplotag_config.yaml"
+            trained = yaml.safe_load(kept.read_text()) if kept.is_file() else {}
             if self.task != "holder":
                 raise ValueError("reranker_from: only a holder ranker keeps a cross-encoder")
-            if not kept.is_file() or kept_weights(self.reranker_from) is None:
+            if trained.get("task") != "holder" or trained.get("labels") != ["other", "holder"] or not kept_weights(self.reranker_from):
                 raise ValueError(f"reranker_from: {self.reranker_from} is no cross-encoder trained by `diplotag train holder` "
-                                 f"(no {kept.name} and weights)")
-            trained = yaml.safe_load(kept.read_text())  # it reads pairs as they were built when it trained
-            differ = [k for k in ("base_model", "max_length", "context_sentences", "head_words") if trained.get(k) != getattr(self, k)]
+                                 f"(its {kept.name} and weights)")
+            if self.reranker_from.resolve().is_relative_to(self.output_dir.resolve()):
+                raise ValueError(f"reranker_from: {self.reranker_from} lies in output_dir, which training rewrites")
+            # it reads pairs as they were built when it trained (a key it predates has its default)
+            differ = [k for k in ("base_model", "max_length", "context_sentences", "head_words")
+                      if trained.get(k, type(self).model_fields[k].default) != getattr(self, k)]
             if differ:
                 raise ValueError(f"reranker_from: {self.reranker_from} was trained with other {', '.join(differ)} "
                                  f"({', '.join(f'{k}: {trained.get(k)}' for k in differ)})")

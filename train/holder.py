@@ -137,9 +137,8 @@ def train_reranker(cfg: TrainConfig, ranker: HolderRanker, resume: bool, started
     if cfg.reranker_from:  # kept: copied into the run as it is, and scored on the dev pairs this ranker gives
         from transformers import DataCollatorWithPadding, Trainer
 
-        if cfg.reranker_from.resolve() != xcfg.output_dir.resolve():
-            shutil.rmtree(xcfg.output_dir, ignore_errors=True)  # no files of another run beside it
-            shutil.copytree(cfg.reranker_from, xcfg.output_dir, ignore=shutil.ignore_patterns("checkpoint*"))
+        shutil.rmtree(xcfg.output_dir, ignore_errors=True)  # no files of another run beside it (it lies elsewhere)
+        shutil.copytree(cfg.reranker_from, xcfg.output_dir, ignore=shutil.ignore_patterns("checkpoint*"))
         kept = Trainer(model=load_model(cfg.reranker_from, AutoModelForSequenceClassification), args=args,
                        eval_dataset=splits["dev"], processing_class=tokenizer,
                        data_collator=DataCollatorWithPadding(tokenizer), compute_metrics=metrics)
