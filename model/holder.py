@@ -52,17 +52,20 @@ AGENT = re.compile(r"\bby\s+(the\s+)?(same\s+)?$")
 # "gifted by Australia", "frigates sold by the United States": a statement that is a transfer's
 # participle phrase is held by its agent, the supplier ("received … donated by Romania" is the
 # recipient's: a verb of its own opens it, told by a list of a recipient's verbs and auxiliaries, or by
-# an -ed word that is not the phrase's own participle).
-SUPPLIER = re.compile(r"^(?!(?:receiv|took|take|welcom|accept|acquir|bought|buy|purchas|order|commission|sign|get|got|"
-                      r"will|would|has|have|had|is|are|was|were|to|can|could)\w*\b)"
-                      r"(?!\w+ed\s+(?!(over\s+)?(by|jointly|free|under|to)\b))"  # "opposed the deal financed by …": its own verb
-                      r"(\S+\s+){0,6}?(gifted|donated|sold|supplied|delivered|handed over|transferred|provided|financed|funded|"
-                      r"built|offered|made available|leased|lent|granted|given|paid for|extended|backed)\s+(\S+\s+){0,4}?"
+# an -ed word, not the phrase's own participle, before a determiner).
+TRANSFERRED = (r"gifted|donated|sold|supplied|delivered|handed over|transferred|provided|financed|funded|built|offered|"
+               r"made available|leased|lent|granted|given|paid for|extended|backed")
+SUPPLIER = re.compile(r"^(?!(?:(?:receiv|took|take|welcom|accept|acquir|bought|buy|purchas|order|commission|get|got)\w*|"
+                      r"sign(s|ed|ing)?|will|would|has|have|had|is|are|was|were|to|can|could)\b)"
+                      # "opposed the deal financed by …": an -ed verb of the statement's own, with its object
+                      rf"(?!(?!(?:{TRANSFERRED})\b)\w+ed\s+(the|a|an|its|their|this|that|these|those|his|her|our)\b)"
+                      rf"(\S+\s+){{0,6}}?({TRANSFERRED})\s+(\S+\s+){{0,4}}?"
                       r"(?<!use )by\s+(the\s+)?$", re.IGNORECASE)  # "for use by the navy" names the recipient
 # "… warned Japan", "urge the U.S.": the actor right after such a verb is its object, not the holder.
 OBJECT_VERB = re.compile(r"\b((warn|urg|accus|call(ed|s)? on|told|tell|criticis|criticiz|condemn|slam|blam|ask|"
                          r"press|sold|sell|suppl|deliver|help|support|st(ood|ands?) with|threaten|join|order|thank|prais|"
-                         r"commend|hail|summon|receiv)\w*|met|meets|hosted|hosts|visited|visits)"  # not "metre", "hostile", "visiting"
+                         r"commend|hail|summon|receiv)\w*|met|meets?|host(s|ed|ing)?|visit(s|ed)?|(?<![Tt]he )(?<!\ba )visiting)"
+                         # whole words: not "metre", "hostile", "the visiting premier"
                          r"\s+(the\s+)?$")
 QUOTES = re.compile("[“”\"]")
 # In a transcript an answer after a speaker label ("MAO NING: …", "A: …") is the document's own voice.

@@ -231,6 +231,8 @@ def test_the_agent_of_a_passive_inside_a_statement_is_told_from_its_object():
     ("Last year the navy bought four aircraft sold by Norway to patrol its coast.", "sold by Norway", "Norway"),
     ("Seychelles still flies the Dornier aircraft gifted by India in 2018.", "the Dornier aircraft gifted by India in 2018",
      "India"),
+    ("The navy commissioned refurbished patrol boats donated by Japan.", "refurbished patrol boats donated by Japan", "Japan"),
+    ("The army fields torpedoes supplied by Germany.", "torpedoes supplied by Germany", "Germany"),  # "to…" is no auxiliary
 ])
 def test_a_statement_that_is_a_transfers_participle_phrase_marks_its_agent_the_supplier(text, statement, supplier):
     """"aircraft « sold by Norway »": the supplier holds it; "Moldova « received carriers donated by
@@ -265,6 +267,8 @@ def test_a_wire_credit_names_no_actor_but_the_armed_forces_abbreviation_does():
     ("The minister met Japanese officials and welcomed the gift of two patrol boats.", "Japan", 1),
     ("The 44-metre Philippine patrol ship took delivery of two patrol boats.", "Philippines", 0),  # "metre" is no verb
     ("The visiting Chinese premier welcomed the gift of two patrol boats.", "China", 0),
+    ("The minister is expected to visit China to discuss the gift of two patrol boats.", "China", 1),
+    ("The minister will meet the Russian envoy to discuss the gift of two patrol boats.", "Russia", 1),
 ])
 def test_the_actor_thanked_or_met_is_the_object_not_the_holder(text, actor, is_object):
     from diplotag.model.holder import FEATURES
@@ -320,6 +324,8 @@ def test_a_trained_cross_encoder_ships_and_rescores_the_rankers_top_candidates(t
 
     # kept, not trained again (`reranker_from`): the same weights in the new run, stamped by those weights,
     # wherever they lie; one trained with other settings, or not by `train holder`, refused
+    import yaml
+
     from diplotag.train.config import load_config
 
     moved = tmp_path / "elsewhere"
@@ -341,6 +347,14 @@ def test_a_trained_cross_encoder_ships_and_rescores_the_rankers_top_candidates(t
             load_config("configs/holder.yaml", [f"reranker_from={other}"])
     with pytest.raises(ValueError, match="output_dir"):
         load_config("configs/holder.yaml", [f"output_dir={tmp_path / 'kept'}", f"reranker_from={tmp_path / 'kept' / 'reranker'}"])
+    assert load_config("configs/holder.yaml", ["rerank_top=0", f"reranker_from={tmp_path}"]).rerank_top == 0  # unused: unchecked
+    older = tmp_path / "older"  # kept from before `head_words` existed: read as its default, 0
+    shutil.copytree(moved, older)
+    settings = yaml.safe_load((older / "diplotag_config.yaml").read_text())
+    (older / "diplotag_config.yaml").write_text(yaml.safe_dump({k: v for k, v in settings.items() if k != "head_words"}))
+    assert config(older).sha256() == config(moved).sha256()
+    with pytest.raises(ValueError, match="head_words: 0"):
+        load_config("configs/holder.yaml", [v for v in tiny[:-2] if v != "--set"] + ["head_words=5", f"reranker_from={older}"])
 
 
 def test_the_cross_encoders_probabilities_go_back_to_their_own_statements():

@@ -101,7 +101,8 @@ class TrainConfig(BaseModel):
             raise ValueError(f"stride ({self.stride}) must be smaller than max_length - 2 ({self.max_length - 2})")
         if self.reranker_from is not None and self.rerank_top:
             kept = self.reranker_from / "diplotag_config.yaml"
-            trained = yaml.safe_load(kept.read_text()) if kept.is_file() else {}
+            trained = (yaml.safe_load(kept.read_text()) if kept.is_file() else None) or {}
+            trained = trained if isinstance(trained, dict) else {}
             if self.task != "holder":
                 raise ValueError("reranker_from: only a holder ranker keeps a cross-encoder")
             if trained.get("task") != "holder" or trained.get("labels") != ["other", "holder"] or not kept_weights(self.reranker_from):
@@ -110,11 +111,12 @@ class TrainConfig(BaseModel):
             if self.reranker_from.resolve().is_relative_to(self.output_dir.resolve()):
                 raise ValueError(f"reranker_from: {self.reranker_from} lies in output_dir, which training rewrites")
             # it reads pairs as they were built when it trained (a key it predates has its default)
-            differ = [k for k in ("base_model", "max_length", "context_sentences", "head_words")
-                      if trained.get(k, type(self).model_fields[k].default) != getattr(self, k)]
+            then = {k: trained.get(k, type(self).model_fields[k].default)
+                    for k in ("base_model", "max_length", "context_sentences", "head_words")}
+            differ = [k for k, v in then.items() if v != getattr(self, k)]
             if differ:
                 raise ValueError(f"reranker_from: {self.reranker_from} was trained with other {', '.join(differ)} "
-                                 f"({', '.join(f'{k}: {trained.get(k)}' for k in differ)})")
+                                 f"({', '.join(f'{k}: {then[k]}' for k in differ)})")
         if len(set(self.labels)) != len(self.labels):
             raise ValueError(f"labels: duplicates in {self.labels}")
         metrics = ["macro_f1", "accuracy"] + [f"recall_{label}" for label in self.labels]
