@@ -28,6 +28,11 @@ def test_gazetteer_finds_actors_by_their_variants(text, expected):
     assert [name for _, _, name in gazetteer().mentions(text)][:1] == [expected]
 
 
+def test_a_congress_by_its_long_name_is_not_the_us_congress():
+    text = "The National People's Congress approved it; the Indian National Congress did not; Congress must vote."
+    assert [name for _, _, name in gazetteer().mentions(text)] == ["China", "India", "United States"]
+
+
 def test_gazetteer_matches_whole_words_only():
     assert gazetteer().mentions("Usually the USSR-era ships") == []
 
