@@ -95,15 +95,19 @@ PLACES = ("South China Sea", "East China Sea", "Sea of Japan", "Taiwan Strait", 
 # but in a dateline "(AFP)", a questioner's label "AFP:", a photo credit "/ AFP" it is Agence France-Presse
 # ("Armed Forces of the Philippines (AFP)" still names the Philippines, by its long name).
 WIRE_CREDITS = ("(AFP)", "Agence France-Presse", "told AFP", "— AFP", "AFP:", "/ AFP", "AFP/File", "AFP/Getty")
+# A party named after a legislature is not the US Congress, nor, holding no office, its state's voice
+# (data/GUIDELINES.md, "Holder": a parliament is its state; a party is not named there).
+PARTIES = ("Indian National Congress", "Congress party")
 
 
 class Gazetteer:
     """Every variant of every canonical actor name, matched whole-word and case-sensitive,
-    longest first ("North Korean" before "Korean"); `PLACES` and `WIRE_CREDITS` match too, but name nobody."""
+    longest first ("North Korean" before "Korean"); `PLACES`, `WIRE_CREDITS` and `PARTIES` match too,
+    but name nobody."""
 
     def __init__(self, entries: dict[str, list[str]]):
         pairs = sorted([(v, name) for name, variants in entries.items() for v in {name, *variants}]
-                       + [(place, None) for place in PLACES + WIRE_CREDITS], key=lambda p: -len(p[0]))
+                       + [(place, None) for place in PLACES + WIRE_CREDITS + PARTIES], key=lambda p: -len(p[0]))
         self.canonical = dict(pairs)
         self.pattern = re.compile(r"(?<![\w’'])(" + "|".join(re.escape(v) for v, _ in pairs) + r")(?![\w])")
 
