@@ -95,9 +95,10 @@ PLACES = ("South China Sea", "East China Sea", "Sea of Japan", "Taiwan Strait", 
 # but in a dateline "(AFP)", a questioner's label "AFP:", a photo credit "/ AFP" it is Agence France-Presse
 # ("Armed Forces of the Philippines (AFP)" still names the Philippines, by its long name).
 WIRE_CREDITS = ("(AFP)", "Agence France-Presse", "told AFP", "— AFP", "AFP:", "/ AFP", "AFP/File", "AFP/Getty")
-# A party named after a legislature is not the US Congress, nor, holding no office, its state's voice
-# (data/GUIDELINES.md, "Holder": a parliament is its state; a party is not named there).
-PARTIES = ("Indian National Congress", "Congress party")
+# India's Congress party is not the US Congress, and, in opposition since 2014, holds no office (a ruling
+# party, the Communist Party of China or the Workers' Party of Korea, is its state: data/holders.tsv).
+# ("Congress party" alone is left out: "a Congress party-line vote" is the US one.)
+PARTIES = ("Indian National Congress",)
 
 
 class Gazetteer:
