@@ -43,7 +43,7 @@ accurate-base: install
 models-accurate: accurate-base
 	$(VENV)/bin/diplotag train tagger --config configs/tagger-base.yaml
 	$(VENV)/bin/diplotag train stance --config configs/stance-base.yaml
-	$(VENV)/bin/diplotag train holder --set output_dir=runs/base/holder
+	$(VENV)/bin/diplotag train holder --config configs/holder-base.yaml
 
 # The figures in README.md: test-split evaluation (model and baselines), re3d over three seeds,
 # inference speed against transformers' pipeline; then the README table is regenerated.

@@ -169,7 +169,8 @@ def cmd_tag(args) -> int:
                                         device=tag_device(args.device, args.backend, state),
                                         batch_size=args.batch_size, stance_batch_size=args.stance_batch_size,
                                         max_length=args.max_length, stride=args.stride, min_score=args.min_score,
-                                        precision=args.precision, gate=args.gate, gate_threshold=args.gate_threshold)
+                                        precision=args.precision, gate=args.gate, gate_threshold=args.gate_threshold,
+                                        holder_path=args.holder)
         inputs = read_inputs(args.inputs, text_column=args.text_column, id_column=args.id_column)
         if args.format == "parquet":
             counts = run_parquet_job(tagger, inputs, out, rows=args.parquet_rows, batch_docs=args.batch_docs,
@@ -234,7 +235,7 @@ def cmd_eval(args) -> int:
     if not args.data or not (args.model or args.pred or args.baselines):
         raise ValueError("eval needs --data FILE and --model DIR and/or --pred FILE (or --readme)")
     results = run_eval(args.data, args.out, model_dir=args.model, pred_file=args.pred, train_file=args.train,
-                       baselines=args.baselines, backend=args.backend, precision=args.precision,
+                       baselines=args.baselines, backend=args.backend, precision=args.precision, holder_path=args.holder,
                        gate_file=args.gate_data if Path(args.gate_data).exists() else None)
     for name, r in results["systems"].items():
         micro = r["seqeval"]["micro avg"]
@@ -335,6 +336,10 @@ def cmd_report(args) -> int:
     return 0
 
 
+HOLDER_HELP = ("a holder model folder (a `diplotag train holder` run) in place of the model's holder/: "
+               "the accurate preset's, runs/base/holder, beside the shipped tagger and stance model")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .model.gate import GATE_THRESHOLD  # numpy only: the parser stays quick to build
 
@@ -382,6 +387,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="CSV, TSV, Parquet and datasets inputs: the id's column (where missing: the row number, from 1); "
                         "other columns go to meta")
     p.add_argument("--model", default="default", help="'default' (shipped), or a folder with tagger/ and stance/")
+    p.add_argument("--holder", metavar="FOLDER", help=HOLDER_HELP)
     p.add_argument("--backend", choices=["torch", "int8"], default="torch")
     p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
                    help="bf16: about twice as fast on a CPU with AVX-512 BF16/AMX or a GPU, a few statements in a "
@@ -412,6 +418,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = verbs.add_parser("eval", help="score a model or predictions (and the baselines) against gold records")
     p.add_argument("--data", help="gold corpus JSONL (e.g. data/corpus/test.jsonl)")
     p.add_argument("--model", help="'default' or a model folder (tagger/ and stance/)")
+    p.add_argument("--holder", metavar="FOLDER", help=HOLDER_HELP)
     p.add_argument("--pred", help="a predictions JSONL (e.g. from diplotag tag) to score instead of / beside a model")
     p.add_argument("--train", default="data/corpus/train.jsonl", help="train split, for the TF-IDF stance baseline")
     p.add_argument("--no-baselines", dest="baselines", action="store_false")

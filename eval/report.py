@@ -197,7 +197,8 @@ def plot(results: dict, out_dir: Path) -> list[str]:
 
 def markdown(results: dict) -> str:
     lines = [f"# diplotag evaluation: `{results['data']}`", "", f"{results['documents']} documents, "
-             f"{results['gold_spans']} gold statements.", "",
+             f"{results['gold_spans']} gold statements."
+             + (f" Holders by `{results['holder_model']}`." if results.get("holder_model") else ""), "",
              "| system | span P | span R | span F1 (seqeval strict) | partial F1 | type-overlap F1 | stance acc (gold spans) "
              "| stance macro F1 (gold spans) | end-to-end F1 strict | end-to-end F1 overlap | span ECE |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -279,6 +280,8 @@ def run_eval(data_file, out_dir, model_dir=None, pred_file=None, train_file=None
     out_dir.mkdir(parents=True, exist_ok=True)
     results = {"data": str(data_file), "documents": len(gold), "gold_spans": sum(len(r["spans"]) for r in gold),
                "model": str(model_dir) if model_dir else None, "systems": systems}
+    if model_kw.get("holder_path"):
+        results["holder_model"] = str(model_kw["holder_path"])
     if gate:
         results["gate"] = gate
     plot(results, out_dir)

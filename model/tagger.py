@@ -236,10 +236,12 @@ class Tagger:
             raise ValueError(f"stride ({stride}) must be below the window's {window} tokens (max_length {max_length})")
 
     @classmethod
-    def from_pretrained(cls, path="default", stance_path=None, backend="torch", device="auto", gate=False, **kw):
+    def from_pretrained(cls, path="default", stance_path=None, backend="torch", device="auto", gate=False,
+                        holder_path=None, **kw):
         """`path`: "default" (the shipped models), a folder with `tagger/` and `stance/` inside
         (what `diplotag train all` writes under runs/), or a tagger folder alone (then stance only
-        with `stance_path`). `backend="int8"` quantizes the linear layers dynamically (CPU).
+        with `stance_path`). `holder_path`: a holder model (a `diplotag train holder` run, such as
+        the accurate preset's runs/base/holder) in place of the folder's `holder/`. `backend="int8"` quantizes the linear layers dynamically (CPU).
         `gate=True` loads the relevance gate from the folder's `gate/`; `precision="bf16"` runs
         every model's matrix multiplies in bf16 (autocast)."""
         root = DEFAULT_MODELS if path == "default" else Path(path)
@@ -267,9 +269,12 @@ class Tagger:
         tagger = load_model(tagger_dir, AutoModelForTokenClassification)
         stance = load_model(stance_dir, AutoModelForSequenceClassification) if stance_dir else None
         stance_tokenizer = AutoTokenizer.from_pretrained(stance_dir) if stance_dir else None
-        if (root / "holder" / "holder_ranker.json").exists():
-            kw.setdefault("holder_ranker", HolderRanker.from_pretrained(root / "holder"))
-            reranker = root / "holder" / RERANKER_DIR
+        holder_dir = Path(holder_path) if holder_path else root / "holder"
+        if holder_path and not (holder_dir / "holder_ranker.json").exists():
+            raise FileNotFoundError(f"no holder model at {holder_dir} (its holder_ranker.json: diplotag train holder)")
+        if (holder_dir / "holder_ranker.json").exists():
+            kw.setdefault("holder_ranker", HolderRanker.from_pretrained(holder_dir))
+            reranker = holder_dir / RERANKER_DIR
             if "holder_reranker" in kw:  # the caller's own
                 pass
             elif reranker.is_dir():
@@ -277,7 +282,7 @@ class Tagger:
                 kw["holder_reranker_tokenizer"] = AutoTokenizer.from_pretrained(reranker)
                 kw["holder_reranker_max_length"] = yaml.safe_load((reranker / "diplotag_config.yaml").read_text())["max_length"]
             elif kw["holder_ranker"].rerank_top:
-                raise FileNotFoundError(f"{root / 'holder'}: the ranker re-scores its top candidates with a "
+                raise FileNotFoundError(f"{holder_dir}: the ranker re-scores its top candidates with a "
                                         f"cross-encoder, and {reranker} is missing")
         if gate:
             if not (root / "gate").is_dir():

@@ -329,6 +329,15 @@ def test_a_trained_cross_encoder_ships_and_rescores_the_rankers_top_candidates(t
     shutil.rmtree(models / "holder" / "reranker")  # a ranker that expects its cross-encoder does not run without it
     with pytest.raises(FileNotFoundError, match="cross-encoder"):
         Tagger.from_pretrained(models)
+    # a run's holder model beside the folder's tagger and stance model (`--holder`: the accurate preset's
+    # runs/base/holder), its cross-encoder read from the run as trained; a folder with none is named
+    beside = Tagger.from_pretrained(models, holder_path=run)
+    assert beside.holder_reranker is not None and beside.holder_ranker.rerank_weight == saved["rerank_weight"]
+    spans = [{k: s[k] for k in ("start", "end", "label", "stance")} for s in spans]
+    beside.predict_holders([text], [spans])
+    assert spans[0]["holder"] in names and 0 < spans[0]["holder_score"] <= 1
+    with pytest.raises(FileNotFoundError, match="no holder model at .*nowhere"):
+        Tagger.from_pretrained(models, holder_path=tmp_path / "nowhere")
 
     # kept, not trained again (`reranker_from`): the same weights in the new run, stamped by those weights,
     # wherever they lie; one trained with other settings, or not by `train holder`, refused
