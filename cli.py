@@ -234,6 +234,8 @@ def cmd_eval(args) -> int:
 
     if not args.data or not (args.model or args.pred or args.baselines):
         raise ValueError("eval needs --data FILE and --model DIR and/or --pred FILE (or --readme)")
+    if args.holder and not args.model:
+        raise ValueError("--holder replaces a model's holder/: it needs --model")
     results = run_eval(args.data, args.out, model_dir=args.model, pred_file=args.pred, train_file=args.train,
                        baselines=args.baselines, backend=args.backend, precision=args.precision, holder_path=args.holder,
                        gate_file=args.gate_data if Path(args.gate_data).exists() else None)
@@ -336,8 +338,8 @@ def cmd_report(args) -> int:
     return 0
 
 
-HOLDER_HELP = ("a holder model folder (a `diplotag train holder` run) in place of the model's holder/: "
-               "the accurate preset's, runs/base/holder, beside the shipped tagger and stance model")
+HOLDER_HELP = ("a holder model folder (a `diplotag train holder` run) in place of --model's holder/: "
+               "e.g. the accurate preset's, runs/base/holder, beside --model default")
 
 
 def build_parser() -> argparse.ArgumentParser:

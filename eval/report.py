@@ -280,7 +280,7 @@ def run_eval(data_file, out_dir, model_dir=None, pred_file=None, train_file=None
     out_dir.mkdir(parents=True, exist_ok=True)
     results = {"data": str(data_file), "documents": len(gold), "gold_spans": sum(len(r["spans"]) for r in gold),
                "model": str(model_dir) if model_dir else None, "systems": systems}
-    if model_kw.get("holder_path"):
+    if model_dir and model_kw.get("holder_path"):
         results["holder_model"] = str(model_kw["holder_path"])
     if gate:
         results["gate"] = gate

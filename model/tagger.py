@@ -270,9 +270,9 @@ class Tagger:
         stance = load_model(stance_dir, AutoModelForSequenceClassification) if stance_dir else None
         stance_tokenizer = AutoTokenizer.from_pretrained(stance_dir) if stance_dir else None
         holder_dir = Path(holder_path) if holder_path else root / "holder"
-        if holder_path and not (holder_dir / "holder_ranker.json").exists():
-            raise FileNotFoundError(f"no holder model at {holder_dir} (its holder_ranker.json: diplotag train holder)")
-        if (holder_dir / "holder_ranker.json").exists():
+        if holder_path or (holder_dir / "holder_ranker.json").exists():
+            if not (holder_dir / "holder_ranker.json").exists():
+                raise FileNotFoundError(f"no holder model at {holder_dir} (its holder_ranker.json: diplotag train holder)")
             kw.setdefault("holder_ranker", HolderRanker.from_pretrained(holder_dir))
             reranker = holder_dir / RERANKER_DIR
             if "holder_reranker" in kw:  # the caller's own

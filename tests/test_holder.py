@@ -338,6 +338,9 @@ def test_a_trained_cross_encoder_ships_and_rescores_the_rankers_top_candidates(t
     assert spans[0]["holder"] in names and 0 < spans[0]["holder_score"] <= 1
     with pytest.raises(FileNotFoundError, match="no holder model at .*nowhere"):
         Tagger.from_pretrained(models, holder_path=tmp_path / "nowhere")
+    # scoring predictions alone, no model is loaded: a holder model would be named in the report, unused
+    assert main(["eval", "--data", str(tmp_path / "gold.jsonl"), "--pred", str(tmp_path / "pred.jsonl"),
+                 "--holder", str(run)]) == 2
 
     # kept, not trained again (`reranker_from`): the same weights in the new run, stamped by those weights,
     # wherever they lie; one trained with other settings, or not by `train holder`, refused
