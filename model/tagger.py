@@ -241,7 +241,8 @@ class Tagger:
         """`path`: "default" (the shipped models), a folder with `tagger/` and `stance/` inside
         (what `diplotag train all` writes under runs/), or a tagger folder alone (then stance only
         with `stance_path`). `holder_path`: a holder model (a `diplotag train holder` run, such as
-        the accurate preset's runs/base/holder) in place of the folder's `holder/`. `backend="int8"` quantizes the linear layers dynamically (CPU).
+        the accurate preset's runs/base/holder) in place of the folder's `holder/`.
+        `backend="int8"` quantizes the linear layers dynamically (CPU).
         `gate=True` loads the relevance gate from the folder's `gate/`; `precision="bf16"` runs
         every model's matrix multiplies in bf16 (autocast)."""
         root = DEFAULT_MODELS if path == "default" else Path(path)
