@@ -248,6 +248,9 @@ class Tagger:
         root = DEFAULT_MODELS if path == "default" else Path(path)
         if not root.exists():
             raise FileNotFoundError(f"no model folder at {root}")
+        holder_dir = Path(holder_path) if holder_path else root / "holder"
+        if holder_path and not (holder_dir / "holder_ranker.json").exists():  # before the models load
+            raise FileNotFoundError(f"no holder model at {holder_dir} (its holder_ranker.json: diplotag train holder)")
         if kw.get("precision", "fp32") not in PRECISIONS:
             raise ValueError(f"precision is one of {', '.join(PRECISIONS)}, not {kw['precision']!r}")
         if backend == "int8" and kw.get("precision", "fp32") != "fp32":
@@ -270,10 +273,7 @@ class Tagger:
         tagger = load_model(tagger_dir, AutoModelForTokenClassification)
         stance = load_model(stance_dir, AutoModelForSequenceClassification) if stance_dir else None
         stance_tokenizer = AutoTokenizer.from_pretrained(stance_dir) if stance_dir else None
-        holder_dir = Path(holder_path) if holder_path else root / "holder"
-        if holder_path or (holder_dir / "holder_ranker.json").exists():
-            if not (holder_dir / "holder_ranker.json").exists():
-                raise FileNotFoundError(f"no holder model at {holder_dir} (its holder_ranker.json: diplotag train holder)")
+        if (holder_dir / "holder_ranker.json").exists():
             kw.setdefault("holder_ranker", HolderRanker.from_pretrained(holder_dir))
             reranker = holder_dir / RERANKER_DIR
             if "holder_reranker" in kw:  # the caller's own
